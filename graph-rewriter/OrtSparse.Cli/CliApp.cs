@@ -1,0 +1,72 @@
+using OrtSparse.Cli.Commands;
+
+namespace OrtSparse.Cli;
+
+/// <summary>The ortsparse command line: dispatches to one command and turns errors into messages and exit codes.</summary>
+public static class CliApp
+{
+    /// <summary>Exit code for success.</summary>
+    public const int Ok = 0;
+
+    /// <summary>Exit code for a failed check or operation.</summary>
+    public const int Failed = 1;
+
+    /// <summary>Exit code for a usage error.</summary>
+    public const int Usage = 2;
+
+    private const string Help = """
+        ortsparse — dynamic sparse attention for ONNX Runtime
+
+        usage: ortsparse COMMAND [ARGS]
+
+          inspect MODEL                      list the attention sites and what patch would do with each
+          patch IN.onnx -o OUT.onnx [--method dense] [--leave-unsupported] [--no-verify]
+                                             replace attention by com.ortsparse.SparseAttention
+          check MODEL DATASET_DIR... [--atol A] [--rtol R] [--device cpu|cuda] [--threads N]
+                                             run MODEL on ONNX test data sets and compare outputs
+          bench attention [--context T] [--batch B] [--heads H] [--kv-heads K] [--head-dim D]
+                          [--dtype fp32|fp16] [--steps N] [--warmup N] [--threads N] [--json]
+                                             time one decode step against ONNX Runtime's Attention
+
+        Run 'ortsparse COMMAND --help' for a command's details.
+        """;
+
+    /// <summary>Runs the command named by <paramref name="args"/>[0].</summary>
+    /// <param name="args">The command line.</param>
+    /// <param name="stdout">Where results go.</param>
+    /// <param name="stderr">Where errors go.</param>
+    /// <returns>The process exit code.</returns>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            stdout.WriteLine(Help);
+            return args.Length == 0 ? Usage : Ok;
+        }
+        var rest = args.Skip(1).ToArray();
+        try
+        {
+            return args[0] switch
+            {
+                "inspect" => InspectCommand.Run(rest, stdout),
+                "patch" => PatchCommand.Run(rest, stdout),
+                "check" => CheckCommand.Run(rest, stdout),
+                "bench" => BenchCommand.Run(rest, stdout),
+                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, bench)"),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"ortsparse {args[0]}: {e.Message}");
+            stderr.WriteLine("Run 'ortsparse --help' for usage.");
+            return Usage;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException
+                                      or ArgumentException or InvalidOperationException or Microsoft.ML.OnnxRuntime.OnnxRuntimeException
+                                      or GraphRewriter.PatchException)
+        {
+            stderr.WriteLine($"ortsparse {args[0]}: {e.Message}");
+            return Failed;
+        }
+    }
+}

@@ -1,0 +1,42 @@
+using OrtSparse.GraphRewriter;
+
+namespace OrtSparse.Cli.Commands;
+
+/// <summary><c>ortsparse inspect MODEL</c>: lists the attention sites and what <c>patch</c> would do with each.</summary>
+internal static class InspectCommand
+{
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var line = CommandLine.Parse(args, [], ["--help", "-h"]);
+        if (line.Flag("--help") || line.Flag("-h"))
+        {
+            stdout.WriteLine("usage: ortsparse inspect MODEL\n\nLists each attention site (kind, heads, head dim, element type, cache inputs) and what patch would do with it.");
+            return CliApp.Ok;
+        }
+        if (line.Positional.Count != 1)
+        {
+            throw new UsageException("inspect takes exactly one MODEL");
+        }
+        var path = line.Positional[0];
+        var model = ModelFiles.Load(path).Proto;
+        var sites = AttentionSiteFinder.Find(model);
+        var opset = model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")?.Version;
+        stdout.WriteLine($"model: {path}");
+        stdout.WriteLine($"  ir_version {model.IrVersion}, opset {opset?.ToString() ?? "none"}, producer {model.ProducerName} {model.ProducerVersion}".TrimEnd());
+        stdout.WriteLine($"  {model.Graph.Node.Count} nodes, {model.Graph.Input.Count} inputs, {model.Graph.Output.Count} outputs");
+        stdout.WriteLine($"attention sites: {sites.Count}");
+        if (sites.Count == 0)
+        {
+            return CliApp.Ok;
+        }
+        var rows = sites.Select(s => new[]
+        {
+            s.NodeIndex.ToString(), s.NodeName, s.Kind, s.Rank == 0 ? "?" : $"{s.Rank}-D",
+            s.NumHeads?.ToString() ?? "?", s.KvNumHeads?.ToString() ?? "?", s.HeadDim?.ToString() ?? "?", s.ElementType,
+            s.PastKey is null ? "-" : $"{s.PastKey}, {s.PastValue}",
+            s.CanReplace ? "replace with com.ortsparse.SparseAttention" : $"cannot replace: {s.UnsupportedReason}",
+        }).ToList();
+        Table.Write(stdout, ["node#", "name", "kind", "layout", "heads", "kv heads", "head dim", "type", "cache inputs", "patch"], rows);
+        return CliApp.Ok;
+    }
+}

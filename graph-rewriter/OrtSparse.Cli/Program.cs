@@ -1,0 +1,3 @@
+using OrtSparse.Cli;
+
+return CliApp.Run(args, Console.Out, Console.Error);

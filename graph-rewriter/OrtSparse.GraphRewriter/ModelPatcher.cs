@@ -1,0 +1,102 @@
+using System.Text.Json;
+using Onnx;
+
+namespace OrtSparse.GraphRewriter;
+
+/// <summary>What <see cref="ModelPatcher.Patch"/> should do.</summary>
+public sealed record PatchOptions
+{
+    /// <summary>The method written onto every replaced site.</summary>
+    public MethodConfig Method { get; init; } = new();
+
+    /// <summary>Leave sites that cannot be replaced as they are instead of failing.</summary>
+    public bool LeaveUnsupported { get; init; }
+}
+
+/// <summary>The patched model and what was done to each site.</summary>
+/// <param name="Model">A new model; the input model is unchanged.</param>
+/// <param name="Replaced">Sites replaced by SparseAttention.</param>
+/// <param name="Left">Sites left as they were (only with <see cref="PatchOptions.LeaveUnsupported"/>).</param>
+public sealed record PatchResult(ModelProto Model, IReadOnlyList<AttentionSite> Replaced, IReadOnlyList<AttentionSite> Left);
+
+/// <summary>The error for a model the rewriter cannot patch; the message names the site and the reason.</summary>
+public sealed class PatchException(string message) : Exception(message);
+
+/// <summary>Replaces attention sites by com.ortsparse.SparseAttention and leaves everything else untouched.</summary>
+public static class ModelPatcher
+{
+    /// <summary>Metadata key under which the patch records what it did (JSON).</summary>
+    public const string MetadataKey = "ortsparse.patch";
+
+    /// <summary>Patches a copy of <paramref name="model"/>.</summary>
+    /// <param name="model">The model to patch; it is not modified.</param>
+    /// <param name="options">Method and failure policy; null means dense, fail on unsupported sites.</param>
+    public static PatchResult Patch(ModelProto model, PatchOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new PatchOptions();
+        options.Method.Validate();
+
+        var sites = AttentionSiteFinder.Find(model);
+        var unsupported = sites.Where(s => !s.CanReplace).ToList();
+        if (unsupported.Count > 0 && !options.LeaveUnsupported)
+        {
+            throw new PatchException(
+                "Cannot replace " + string.Join("; ", unsupported.Select(s => $"{s.Kind} node '{s.NodeName}': {s.UnsupportedReason}")) +
+                ". Pass --leave-unsupported to keep such sites as they are.");
+        }
+        var replaced = sites.Where(s => s.CanReplace).ToList();
+        if (replaced.Count == 0)
+        {
+            throw new PatchException(sites.Count == 0 ? "The model has no attention site that the rewriter recognises." : "No attention site can be replaced.");
+        }
+
+        var patched = model.Clone();
+        var graph = patched.Graph;
+        var names = new NameAllocator(graph);
+        // Rewrite back to front so earlier node indices stay valid.
+        foreach (var site in replaced.OrderByDescending(s => s.NodeIndex))
+        {
+            var original = graph.Node[site.NodeIndex];
+            var replacement = OnnxAttentionForm.Rewrite(original, site, options.Method, names, graph);
+            graph.Node.RemoveAt(site.NodeIndex);
+            for (var i = 0; i < replacement.Count; i++)
+            {
+                graph.Node.Insert(site.NodeIndex + i, replacement[i]);
+            }
+        }
+        Opsets.Import(patched, SparseAttentionOp.Domain, SparseAttentionOp.DomainVersion);
+        RecordMetadata(patched, options, replaced, unsupported);
+
+        var problems = GraphValidator.Validate(patched);
+        if (problems.Count > 0)
+        {
+            throw new PatchException("The patched graph is malformed (a rewriter bug): " + string.Join("; ", problems));
+        }
+        return new PatchResult(patched, replaced, options.LeaveUnsupported ? unsupported : []);
+    }
+
+    private static void RecordMetadata(ModelProto model, PatchOptions options, IReadOnlyList<AttentionSite> replaced, IReadOnlyList<AttentionSite> left)
+    {
+        var record = new
+        {
+            tool = "ortsparse",
+            method = options.Method.Method,
+            parameters = options.Method.FloatParameters.ToDictionary(p => p.Key, p => (double)p.Value)
+                .Concat(options.Method.IntParameters.ToDictionary(p => p.Key, p => (double)p.Value))
+                .ToDictionary(p => p.Key, p => p.Value),
+            replaced = replaced.Select(s => new { node = s.NodeName, kind = s.Kind }),
+            left = left.Select(s => new { node = s.NodeName, kind = s.Kind, reason = s.UnsupportedReason }),
+        };
+        var json = JsonSerializer.Serialize(record);
+        var existing = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey);
+        if (existing is null)
+        {
+            model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = json });
+        }
+        else
+        {
+            existing.Value = json;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+// Validation of SparseAttention's attributes and inputs, independent of ONNX Runtime: from the
+// inputs' types and shapes (and the values of the small integer inputs) it derives every size the
+// op needs, or returns an error naming the input or attribute and the offending values.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ortsparse/data_type.h"
+#include "ortsparse/status.h"
+
+namespace ortsparse::attention {
+
+enum InputIndex : int {
+  kQuery,
+  kKey,
+  kValue,
+  kPastKey,
+  kPastValue,
+  kSeqlensK,
+  kTotalSequenceLength,
+  kCosCache,
+  kSinCache,
+  kPositionIds,
+  kAttentionMask,
+  kPastIndex,
+  kPastSummary,
+  kMethodData0,
+  kMethodData1,
+  kMethodData2,
+  kMethodData3,
+  kInputCount
+};
+
+enum OutputIndex : int { kOutput, kPresentKey, kPresentValue, kPresentIndex, kPresentSummary, kOutputCount };
+
+const char* InputName(int index);
+
+struct TensorInfo {
+  bool present = false;  // false: optional input not given
+  DataType type = DataType::kOther;
+  std::vector<int64_t> shape;
+  // Host data; read for seqlens_k, total_sequence_length and position_ids only.
+  const void* data = nullptr;
+};
+
+using AttentionInputs = std::array<TensorInfo, kInputCount>;
+
+struct AttentionAttributes {
+  int64_t num_heads = 0;
+  int64_t kv_num_heads = 0;
+  std::optional<float> scale;  // default 1 / sqrt(head_size)
+  float softcap = 0.0f;
+  int64_t is_causal = 1;
+  int64_t local_window_size = -1;
+  int64_t do_rotary = 0;
+  int64_t rotary_interleaved = 0;
+  std::string method = "dense";
+  float budget = 0.0625f;
+  int64_t sink = 4;
+  int64_t window = 64;
+  int64_t dense_below = 1024;
+};
+
+Status ValidateAttributes(const AttentionAttributes& attributes);
+
+// Everything the op derives before it computes.
+struct AttentionPlan {
+  DataType type = DataType::kFloat32;  // T
+  int64_t batch = 0;                   // B
+  int64_t query_length = 0;            // S
+  int64_t kv_length = 0;               // S_kv
+  int64_t num_heads = 0;               // Hq
+  int64_t kv_num_heads = 0;            // Hkv
+  int64_t head_size = 0;               // D
+  int64_t v_head_size = 0;             // Dv
+  int64_t past_length = 0;             // P, 0 without past_key
+  int64_t present_length = 0;          // T_cap with seqlens_k, P + S_kv without
+  bool uses_seqlens = false;
+  float scale = 1.0f;
+
+  int64_t rotary_dim = 0;  // 0 unless do_rotary
+  int64_t max_position = 0;
+  int64_t position_ids_batch_stride = 0;  // 0 for position_ids of shape [1, S]
+
+  bool has_mask = false;
+  DataType mask_type = DataType::kBool;
+  int64_t mask_strides[3] = {};  // over [B, Hq, S]; 0 where the mask broadcasts
+  int64_t mask_length = 0;       // L
+
+  // Per sequence b.
+  std::vector<int32_t> past_lengths;      // past[b]
+  std::vector<int32_t> valid_query_rows;  // rows that attend; the others produce zeros
+  std::vector<int32_t> append_counts;     // new cache rows written at past[b]
+  std::vector<int32_t> key_counts;        // valid cache rows after this step
+
+  // Method state outputs: the shape of past_index / past_summary, [B, Hkv, 0, 0] without them.
+  std::vector<int64_t> present_index_shape;
+  std::vector<int64_t> present_summary_shape;
+};
+
+// Validates the attributes and every input, then the values of seqlens_k, total_sequence_length
+// and position_ids, and fills `plan`. Nothing is written anywhere else.
+Status PlanAttention(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan);
+
+}  // namespace ortsparse::attention

@@ -1,0 +1,15 @@
+// One table of custom ops per execution provider; RegisterCustomOps adds every table's ops to the
+// com.ortsparse domain.
+#pragma once
+
+#include <onnxruntime_c_api.h>
+
+#include <vector>
+
+namespace ortsparse::registration {
+
+// Ops with kernels for CPUExecutionProvider (register_cpu.cc). Static objects: ONNX Runtime keeps
+// pointers to them for as long as the process runs.
+const std::vector<const OrtCustomOp*>& CpuOps();
+
+}  // namespace ortsparse::registration

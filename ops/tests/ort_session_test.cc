@@ -1,0 +1,313 @@
+// SparseAttention inside a real ONNX Runtime session: libortsparse_ops.so registered through
+// SessionOptions, one-node models, IoBinding for the shared KV buffer. Covers the op layer: the
+// typed op declarations, attributes, optional inputs and outputs, in-place and scratch caches,
+// method-state pass-through, and the errors ONNX Runtime reports.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attention_case.h"
+#include "onnx_model_writer.h"
+
+namespace ortsparse::testing {
+namespace {
+
+// ONNX Runtime is loaded by path (the fetched package ships libonnxruntime.so without the
+// libonnxruntime.so.1 link its SONAME asks for), then the C++ API is pointed at it.
+class OrtEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    void* library = dlopen(ORTSPARSE_ORT_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(library, nullptr) << dlerror();
+    using GetApiBase = const OrtApiBase* (*)();
+    auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(library, "OrtGetApiBase"));
+    ASSERT_NE(get_api_base, nullptr);
+    Ort::InitApi(get_api_base()->GetApi(ORT_API_VERSION));
+    env = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "ortsparse-test");
+  }
+  void TearDown() override { delete env; }
+  static Ort::Env* env;
+};
+Ort::Env* OrtEnvironment::env = nullptr;
+const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new OrtEnvironment);
+
+int32_t OnnxType(DataType type) {
+  switch (type) {
+    case DataType::kFloat16: return 10;
+    case DataType::kBool: return 9;
+    case DataType::kInt32: return 6;
+    case DataType::kInt64: return 7;
+    default: return 1;
+  }
+}
+
+ONNXTensorElementDataType OrtType(DataType type) {
+  return static_cast<ONNXTensorElementDataType>(OnnxType(type));  // the enums share their values
+}
+
+enum class Attributes { kAll, kRequiredOnly };
+
+std::vector<OnnxAttribute> AttributesOf(const attention::AttentionAttributes& a, Attributes which = Attributes::kAll) {
+  std::vector<OnnxAttribute> attributes = {OnnxAttribute::Int("num_heads", a.num_heads),
+                                           OnnxAttribute::Int("kv_num_heads", a.kv_num_heads)};
+  if (which == Attributes::kRequiredOnly) return attributes;
+  attributes.insert(attributes.end(), {OnnxAttribute::Int("is_causal", a.is_causal),
+                                       OnnxAttribute::Int("do_rotary", a.do_rotary),
+                                       OnnxAttribute::Int("rotary_interleaved", a.rotary_interleaved),
+                                       OnnxAttribute::Int("local_window_size", a.local_window_size),
+                                       OnnxAttribute::Float("softcap", a.softcap),
+                                       OnnxAttribute::String("method", "dense")});
+  if (a.scale) attributes.push_back(OnnxAttribute::Float("scale", *a.scale));
+  return attributes;
+}
+
+// Replaces the attribute of the same name, or adds it.
+void SetAttribute(std::vector<OnnxAttribute>& attributes, OnnxAttribute attribute) {
+  for (OnnxAttribute& existing : attributes) {
+    if (existing.name == attribute.name) {
+      existing = std::move(attribute);
+      return;
+    }
+  }
+  attributes.push_back(std::move(attribute));
+}
+
+void RemoveAttribute(std::vector<OnnxAttribute>& attributes, const std::string& name) {
+  attributes.erase(std::remove_if(attributes.begin(), attributes.end(),
+                                  [&](const OnnxAttribute& attribute) { return attribute.name == name; }),
+                   attributes.end());
+}
+
+struct Step {
+  std::vector<OnnxAttribute> attributes;
+  std::vector<std::string> inputs;  // node inputs, "" for absent ones
+  std::vector<OnnxValue> graph_inputs;
+  std::vector<OnnxValue> graph_outputs;
+  std::vector<Ort::Value> values;  // bound to graph_inputs, in order
+};
+
+const char* const kInputNames[] = {"query",     "key",          "value",          "past_key",   "past_value",
+                                   "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache", "position_ids",
+                                   "attention_mask", "past_index", "past_summary"};
+
+// Graph inputs and values for every input the expanded case has, over its buffers.
+void AddInputs(ExpandedCase& e, Step* step) {
+  const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+  for (int index = 0; index <= attention::kAttentionMask; ++index) {
+    const attention::TensorInfo& input = e.inputs[index];
+    if (!input.present) {
+      step->inputs.push_back("");
+      continue;
+    }
+    step->inputs.push_back(kInputNames[index]);
+    step->graph_inputs.push_back({kInputNames[index], OnnxType(input.type)});
+    size_t elements = 1;
+    for (int64_t dim : input.shape) elements *= static_cast<size_t>(dim);
+    step->values.push_back(Ort::Value::CreateTensor(cpu, const_cast<void*>(input.data),
+                                                    elements * static_cast<size_t>(DataTypeSize(input.type)),
+                                                    input.shape.data(), input.shape.size(), OrtType(input.type)));
+  }
+  while (!step->inputs.empty() && step->inputs.back().empty()) step->inputs.pop_back();
+}
+
+Ort::Session CreateSession(const Step& step, const std::vector<std::string>& outputs) {
+  const std::string model = WriteSingleNodeModel({"SparseAttention", "com.ortsparse", step.inputs, outputs, step.attributes},
+                                                 step.graph_inputs, step.graph_outputs);
+  Ort::SessionOptions options;
+  options.SetIntraOpNumThreads(2);
+  options.RegisterCustomOpsLibrary(ORTSPARSE_OPS_LIBRARY);
+  return Ort::Session(*OrtEnvironment::env, model.data(), model.size(), options);
+}
+
+std::vector<double> Read(const Ort::Value& value) {
+  const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
+  const DataType type = info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? DataType::kFloat16
+                                                                                      : DataType::kFloat32;
+  return ReadStored(type, value.GetTensorRawData(), info.GetElementCount());
+}
+
+// Runs case `c` as a one-node model. With c.shared_buffer, past and present are one bound value.
+// Without present outputs, the op keeps the cache in scratch (then only the output is checked).
+void RunInSession(const AttentionCase& c, bool request_presents, Attributes attributes = Attributes::kAll) {
+  ExpandedCase e = Expand(c, SeedOf(c));
+  Step step;
+  step.attributes = AttributesOf(e.attributes, attributes);
+  AddInputs(e, &step);
+  std::vector<std::string> outputs = {"output"};
+  if (request_presents) outputs.insert(outputs.end(), {"present_key", "present_value"});
+  for (const std::string& name : outputs) step.graph_outputs.push_back({name, OnnxType(c.type)});
+  Ort::Session session = CreateSession(step, outputs);
+
+  Ort::IoBinding binding(session);
+  for (size_t i = 0; i < step.graph_inputs.size(); ++i) binding.BindInput(step.graph_inputs[i].name.c_str(), step.values[i]);
+  const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+  binding.BindOutput("output", cpu);
+  if (request_presents) {
+    if (c.shared_buffer) {  // values[3], values[4]: past_key, past_value
+      binding.BindOutput("present_key", step.values[3]);
+      binding.BindOutput("present_value", step.values[4]);
+    } else {
+      binding.BindOutput("present_key", cpu);
+      binding.BindOutput("present_value", cpu);
+    }
+  }
+  session.Run(Ort::RunOptions(), binding);
+  std::vector<Ort::Value> results = binding.GetOutputValues();
+
+  OpResult actual;
+  actual.output = Read(results[0]);
+  if (!request_presents) {
+    const ReferenceResult exact = ReferenceAttention(e.problem);
+    const ReferenceResult low = ReferenceAttention(e.problem, [&](double x) { return RoundToType(c.type, x); });
+    ExpectMatches("output", c.type, actual.output, exact.output, low.output);
+    return;
+  }
+  actual.present_key = Read(results[1]);
+  actual.present_value = Read(results[2]);
+  if (c.shared_buffer) {
+    EXPECT_EQ(results[1].GetTensorRawData(), e.past_key.bytes.data()) << "present_key was not updated in place";
+  }
+  ExpectMatchesReference(c, e, actual);
+}
+
+AttentionCase DecodeWithSeqlens(DataType type, bool shared) {
+  AttentionCase c;
+  c.name = "OrtDecode";
+  c.type = type;
+  c.batch = 2;
+  c.num_heads = 8;
+  c.kv_num_heads = 2;
+  c.past_length = 40;
+  c.seqlens_k = {12, 39};
+  c.total_sequence_length = 40;
+  c.shared_buffer = shared;
+  c.rotary = RotaryKind::kHalfSplit;
+  return c;
+}
+
+TEST(OrtSessionTest, DecodesInPlaceThroughASharedBufferFp32) { RunInSession(DecodeWithSeqlens(DataType::kFloat32, true), true); }
+TEST(OrtSessionTest, DecodesInPlaceThroughASharedBufferFp16) { RunInSession(DecodeWithSeqlens(DataType::kFloat16, true), true); }
+TEST(OrtSessionTest, DecodesIntoSeparatePresentBuffers) { RunInSession(DecodeWithSeqlens(DataType::kFloat16, false), true); }
+TEST(OrtSessionTest, KeepsTheCacheInScratchWithoutPresentOutputs) {
+  RunInSession(DecodeWithSeqlens(DataType::kFloat32, false), false);
+}
+
+TEST(OrtSessionTest, ConcatenatesWithAMaskAndDefaultAttributes) {
+  AttentionCase c;
+  c.name = "OrtConcatenation";
+  c.batch = 2;
+  c.query_length = 5;
+  c.past_length = 7;
+  c.num_heads = 4;
+  c.kv_num_heads = 1;
+  c.mask = MaskKind::kBool;
+  c.mask_leading_dims = {2, 1, 5};
+  c.mask_columns_short_by = 2;
+  RunInSession(c, true, Attributes::kRequiredOnly);  // the case's settings are the defaults
+}
+
+// A valid fp32 decode step with room for one more input or attribute to break.
+struct BrokenStep {
+  AttentionCase c = DecodeWithSeqlens(DataType::kFloat32, false);
+  ExpandedCase e = Expand(c, SeedOf(c));
+  Step step;
+  BrokenStep() {
+    step.attributes = AttributesOf(e.attributes);
+    AddInputs(e, &step);
+    step.graph_outputs.push_back({"output", 1});
+  }
+  // The message of the Ort::Exception that creating and running the session throws.
+  std::string Error(OrtErrorCode* code = nullptr) {
+    try {
+      Ort::Session session = CreateSession(step, {"output"});
+      std::vector<const char*> names;
+      for (const OnnxValue& input : step.graph_inputs) names.push_back(input.name.c_str());
+      const char* output = "output";
+      session.Run(Ort::RunOptions(), names.data(), step.values.data(), names.size(), &output, 1);
+    } catch (const Ort::Exception& error) {
+      if (code != nullptr) *code = error.GetOrtErrorCode();
+      return error.what();
+    }
+    return "no error";
+  }
+};
+
+TEST(OrtSessionTest, RejectsBadInputsWithInvalidArgument) {
+  BrokenStep broken;
+  broken.e.seqlens_k[1] = 5000;
+  OrtErrorCode code = ORT_OK;
+  const std::string error = broken.Error(&code);
+  EXPECT_NE(error.find("SparseAttention: seqlens_k[1] (5000) + 1 exceeds the cache capacity past_key sequence length (40)"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(code, ORT_INVALID_ARGUMENT);
+}
+
+TEST(OrtSessionTest, RejectsBadAttributesWhenCreatingTheKernel) {
+  BrokenStep broken;
+  SetAttribute(broken.step.attributes, OnnxAttribute::String("method", "topk"));
+  std::string error = broken.Error();
+  EXPECT_NE(error.find("SparseAttention: method 'topk' is not implemented yet (available: dense)"), std::string::npos)
+      << error;
+
+  BrokenStep missing;
+  RemoveAttribute(missing.step.attributes, "num_heads");
+  error = missing.Error();
+  EXPECT_NE(error.find("SparseAttention: attribute num_heads is required"), std::string::npos) << error;
+
+  BrokenStep mistyped;
+  SetAttribute(mistyped.step.attributes, OnnxAttribute::Int("scale", 1));
+  error = mistyped.Error();
+  EXPECT_NE(error.find("SparseAttention: attribute scale must be of type float"), std::string::npos) << error;
+}
+
+TEST(OrtSessionTest, PassesMethodStateThroughForDense) {
+  BrokenStep valid;
+  std::vector<int32_t> index(2 * 2 * 3 * 5);
+  for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int32_t>(i * 7);
+  std::vector<float> summary(2 * 2 * 1 * 64, 0.25f);
+  const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+  const std::vector<int64_t> index_shape = {2, 2, 3, 5}, summary_shape = {2, 2, 1, 64};
+  Step& step = valid.step;
+  step.inputs.resize(attention::kPastIndex);
+  step.inputs.insert(step.inputs.end(), {"past_index", "past_summary"});
+  step.graph_inputs.push_back({"past_index", 6});
+  step.graph_inputs.push_back({"past_summary", 1});
+  step.values.push_back(Ort::Value::CreateTensor<int32_t>(cpu, index.data(), index.size(), index_shape.data(), 4));
+  step.values.push_back(Ort::Value::CreateTensor<float>(cpu, summary.data(), summary.size(), summary_shape.data(), 4));
+  const std::vector<std::string> outputs = {"output", "", "", "present_index", "present_summary"};
+  step.graph_outputs.push_back({"present_index", 6});
+  step.graph_outputs.push_back({"present_summary", 1});
+  Ort::Session session = CreateSession(step, outputs);
+  std::vector<const char*> input_names;
+  for (const OnnxValue& input : step.graph_inputs) input_names.push_back(input.name.c_str());
+  const char* output_names[] = {"output", "present_index", "present_summary"};
+  std::vector<Ort::Value> results = session.Run(Ort::RunOptions(), input_names.data(), step.values.data(),
+                                                input_names.size(), output_names, 3);
+  EXPECT_EQ(results[1].GetTensorTypeAndShapeInfo().GetShape(), index_shape);
+  EXPECT_EQ(std::memcmp(results[1].GetTensorRawData(), index.data(), index.size() * sizeof(int32_t)), 0);
+  EXPECT_EQ(results[2].GetTensorTypeAndShapeInfo().GetShape(), summary_shape);
+  EXPECT_EQ(std::memcmp(results[2].GetTensorRawData(), summary.data(), summary.size() * sizeof(float)), 0);
+}
+
+TEST(OrtSessionTest, GivesEmptyMethodStateWithoutAPast) {
+  BrokenStep valid;
+  Step& step = valid.step;
+  step.graph_outputs.push_back({"present_index", 6});
+  Ort::Session session = CreateSession(step, {"output", "", "", "present_index"});
+  std::vector<const char*> input_names;
+  for (const OnnxValue& input : step.graph_inputs) input_names.push_back(input.name.c_str());
+  const char* output_names[] = {"output", "present_index"};
+  std::vector<Ort::Value> results =
+      session.Run(Ort::RunOptions(), input_names.data(), step.values.data(), input_names.size(), output_names, 2);
+  EXPECT_EQ(results[1].GetTensorTypeAndShapeInfo().GetShape(), (std::vector<int64_t>{2, 2, 0, 0}));
+}
+
+}  // namespace
+}  // namespace ortsparse::testing

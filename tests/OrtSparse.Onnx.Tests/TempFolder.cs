@@ -1,0 +1,13 @@
+namespace OrtSparse.Onnx.Tests;
+
+/// <summary>A fresh folder under the system temp folder, deleted with its content on dispose.</summary>
+public sealed class TempFolder : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("ortsparse-onnx-tests-").FullName;
+
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+
+    public string Folder(string name) => Directory.CreateDirectory(File(name)).FullName;
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}
