@@ -72,6 +72,7 @@ public sealed class GraphTypes
             _ when SameShapeOps.Contains(node.OpType) || node.OpType is "Transpose" or "Attention" => first?.Rank,
             "MatMul" when inputs.Count == 2 && inputs[0]?.Rank is { } a && inputs[1]?.Rank is { } b => Math.Max(a, b),
             _ when BroadcastOps.Contains(node.OpType) && inputs.All(i => i?.Rank is not null) => inputs.Max(i => i!.Rank),
+            "Gather" when inputs.Count == 2 && inputs[0]?.Rank is { } data && inputs[1]?.Rank is { } indices => data + indices - 1,
             "Reshape" when node.Input.Count > 1 && constants.TryGetValue(node.Input[1], out var shape) && shape.Dims.Count == 1 => (int)shape.Dims[0],
             _ => null,
         };
@@ -83,6 +84,10 @@ public sealed class GraphTypes
         if (node.OpType == "MatMul" && inputs[1]?.Dims is { Count: >= 2 } weight)
         {
             dims[^1] = weight[^1]; // [..., M, K] x [K, N]: the last axis comes from the right operand
+        }
+        if (node.OpType == "Gather" && (node.Attribute("axis")?.I ?? 0) == 0 && inputs[0]?.Dims is { } table && inputs[1]?.Dims is { } lookups)
+        {
+            dims = [.. lookups, .. table.Skip(1)]; // an embedding lookup: [indices..., row...]
         }
         return new ValueType(elementType, dims);
     }

@@ -6,18 +6,30 @@ public sealed record MethodConfig
     /// <summary>The method name (the op's <c>method</c> attribute). Default: dense.</summary>
     public string Method { get; init; } = "dense";
 
-    /// <summary>Numeric method parameters, written as float attributes under their own names (budget, …).</summary>
-    public IReadOnlyDictionary<string, float> FloatParameters { get; init; } = new Dictionary<string, float>();
+    /// <summary>Method parameters by name (<see cref="MethodSpec.Parameters"/>); the op's defaults apply to those not given.</summary>
+    public IReadOnlyDictionary<string, double> Parameters { get; init; } = new Dictionary<string, double>();
 
-    /// <summary>Integer method parameters, written as int attributes under their own names (sink, window, …).</summary>
-    public IReadOnlyDictionary<string, long> IntParameters { get; init; } = new Dictionary<string, long>();
+    /// <summary>The method's description.</summary>
+    public MethodSpec Spec => MethodCatalog.Get(Method);
 
-    /// <summary>Throws an <see cref="ArgumentException"/> naming the problem when the method is unknown.</summary>
+    /// <summary>A parameter's value: the given one, else the catalog default, else <paramref name="fallback"/>.</summary>
+    public double Parameter(string name, double fallback) =>
+        Parameters.TryGetValue(name, out var value) ? value : Spec.Parameters.FirstOrDefault(p => p.Name == name)?.Default ?? fallback;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the problem: an unknown method, or a parameter the method does not take or of the wrong kind.</summary>
     public void Validate()
     {
-        if (!SparseAttentionOp.Methods.Contains(Method))
+        var spec = Spec;
+        foreach (var (name, value) in Parameters)
         {
-            throw new ArgumentException($"Unknown method '{Method}' (available: {string.Join(", ", SparseAttentionOp.Methods)}).");
+            var parameter = spec.Parameters.FirstOrDefault(p => p.Name == name)
+                ?? throw new ArgumentException(spec.Parameters.Count == 0
+                    ? $"Method '{Method}' takes no parameters, got '{name}'."
+                    : $"Method '{Method}' has no parameter '{name}' (it takes: {string.Join(", ", spec.Parameters.Select(p => p.Name))}).");
+            if (!double.IsFinite(value) || (parameter.Kind == ParameterKind.Int && (value != Math.Floor(value) || Math.Abs(value) > int.MaxValue)))
+            {
+                throw new ArgumentException($"Parameter '{name}' of method '{Method}' must be {(parameter.Kind == ParameterKind.Int ? "an integer" : "a finite number")}, got {value}.");
+            }
         }
     }
 }

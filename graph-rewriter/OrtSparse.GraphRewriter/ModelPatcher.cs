@@ -82,9 +82,7 @@ public static class ModelPatcher
         {
             tool = "ortsparse",
             method = options.Method.Method,
-            parameters = options.Method.FloatParameters.ToDictionary(p => p.Key, p => (double)p.Value)
-                .Concat(options.Method.IntParameters.ToDictionary(p => p.Key, p => (double)p.Value))
-                .ToDictionary(p => p.Key, p => p.Value),
+            parameters = options.Method.Parameters,
             replaced = replaced.Select(s => new { node = s.NodeName, kind = s.Kind }),
             left = left.Select(s => new { node = s.NodeName, kind = s.Kind, reason = s.UnsupportedReason }),
         };

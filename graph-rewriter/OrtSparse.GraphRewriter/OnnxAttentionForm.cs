@@ -125,13 +125,12 @@ internal static class OnnxAttentionForm
             attention.Attribute.Add(OnnxBuilder.FloatAttribute("softcap", softcap));
         }
         attention.Attribute.Add(OnnxBuilder.StringAttribute("method", method.Method));
-        foreach (var (name, parameter) in method.FloatParameters)
+        foreach (var parameter in method.Spec.Parameters.Where(p => p.IsAttribute && method.Parameters.ContainsKey(p.Name)))
         {
-            attention.Attribute.Add(OnnxBuilder.FloatAttribute(name, parameter));
-        }
-        foreach (var (name, parameter) in method.IntParameters)
-        {
-            attention.Attribute.Add(OnnxBuilder.IntAttribute(name, parameter));
+            var setting = method.Parameters[parameter.Name];
+            attention.Attribute.Add(parameter.Kind == ParameterKind.Int
+                ? OnnxBuilder.IntAttribute(parameter.Name, (long)setting)
+                : OnnxBuilder.FloatAttribute(parameter.Name, (float)setting));
         }
         nodes.Add(attention);
 

@@ -31,7 +31,4 @@ public static class SparseAttentionOp
         var index = InputNames.ToList().IndexOf(name);
         return index >= 0 ? index : throw new ArgumentException($"SparseAttention has no input named '{name}'.", nameof(name));
     }
-
-    /// <summary>Methods the op implements today.</summary>
-    public static readonly IReadOnlyList<string> Methods = ["dense"];
 }

@@ -1,5 +1,5 @@
-// Writes the sample model of the README's first command: two pre-norm-free attention layers
-// (hidden 128, 2 query heads and 1 key/value head of size 64, a KV cache per layer) in the form
+// Writes the sample model of the README's first command: a token embedding and two attention
+// layers (hidden 128, 2 query heads and 1 key/value head of size 64, a KV cache per layer) in the form
 // torch.onnx.export(dynamo=True, opset 23) gives SDPA attention, with seeded random weights, and
 // two data sets (a chunked prefill and a decode step) whose expected outputs come from ONNX
 // Runtime's own CPU kernels running the unpatched model.
@@ -9,15 +9,20 @@ using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using OrtSparse.Cli;
 
-const int Hidden = 128, Heads = 2, KvHeads = 1, HeadDim = 64, Layers = 2, Seed = 20261122;
+const int Vocabulary = 256, Hidden = 128, Heads = 2, KvHeads = 1, HeadDim = 64, Layers = 2, Seed = 20261122;
 var outputDir = args.Length == 1 ? args[0] : throw new ArgumentException("usage: SampleModel OUTPUT_DIR");
 Directory.CreateDirectory(outputDir);
 
 var random = new Random(Seed);
 var graph = new GraphProto { Name = "ortsparse_sample" };
 var typeFloat = TensorProto.Types.DataType.Float;
-graph.Input.Add(Symbolic("hidden_states", "batch", "sequence", Hidden));
-var x = "hidden_states";
+graph.Input.Add(Symbolic("input_ids", TensorProto.Types.DataType.Int64, "batch", "sequence"));
+var embedding = new TensorProto { Name = "embed_tokens.weight", DataType = (int)typeFloat };
+embedding.Dims.Add([Vocabulary, Hidden]);
+embedding.FloatData.Add(Enumerable.Range(0, Vocabulary * Hidden).Select(_ => (float)(random.NextDouble() * 2 - 1)));
+graph.Initializer.Add(embedding);
+graph.Node.Add(Node("Gather", "/embed_tokens/Gather", ["embed_tokens.weight", "input_ids"], ["/embed_tokens/output"]));
+var x = "/embed_tokens/output";
 for (var layer = 0; layer < Layers; layer++)
 {
     string Weight(string name, int rows, int cols)
@@ -69,7 +74,8 @@ void WriteDataSet(int index, int batch, int sequence, int past)
     Directory.CreateDirectory(dir);
     var inputs = new List<(string Name, OrtValue Value)>();
     float[] Values(long count) => Enumerable.Range(0, (int)count).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-    inputs.Add(("hidden_states", OrtValue.CreateTensorValueFromMemory(Values(batch * sequence * Hidden), [batch, sequence, Hidden])));
+    var tokens = Enumerable.Range(0, batch * sequence).Select(_ => (long)random.Next(Vocabulary)).ToArray();
+    inputs.Add(("input_ids", OrtValue.CreateTensorValueFromMemory(tokens, [batch, sequence])));
     for (var layer = 0; layer < Layers; layer++)
     {
         foreach (var kind in new[] { "key", "value" })
@@ -100,7 +106,13 @@ static NodeProto Node(string opType, string name, string[] inputs, string[] outp
 
 static ValueInfoProto Symbolic(string name, params object[] dims)
 {
+    var elementType = TensorProto.Types.DataType.Float;
+    if (dims.Length > 0 && dims[0] is TensorProto.Types.DataType given)
+    {
+        elementType = given;
+        dims = dims[1..];
+    }
     var shape = new TensorShapeProto();
     shape.Dim.Add(dims.Select(d => d is string param ? new TensorShapeProto.Types.Dimension { DimParam = param } : new TensorShapeProto.Types.Dimension { DimValue = Convert.ToInt64(d) }));
-    return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } } };
+    return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)elementType, Shape = shape } } };
 }

@@ -1,27 +1,50 @@
+using System.Globalization;
+using System.Text;
 using OrtSparse.GraphRewriter;
 using OrtSparse.Onnx;
 using OrtSparse.Runtime;
 
 namespace OrtSparse.Cli.Commands;
 
-/// <summary><c>ortsparse patch IN -o OUT --method M</c>: replaces attention by SparseAttention.</summary>
+/// <summary><c>ortsparse patch IN -o OUT --method M [--param value …]</c>: replaces attention by SparseAttention.</summary>
 internal static class PatchCommand
 {
-    private const string Usage = """
-        usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--leave-unsupported] [--no-verify]
+    private static readonly IReadOnlyList<MethodParameter> AllParameters =
+        MethodCatalog.All.SelectMany(m => m.Parameters).DistinctBy(p => p.Name).ToList();
 
-          -o, --output         where to write the patched model (never the input itself)
-          --method             selection method (available: dense)
-          --leave-unsupported  keep attention sites that cannot be replaced instead of failing
-          --no-verify          skip loading the patched model in ONNX Runtime before writing it
-        """;
+    private static string Usage()
+    {
+        var text = new StringBuilder("""
+            usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--PARAMETER value ...]
+                                   [--leave-unsupported] [--no-verify]
+
+              -o, --output         where to write the patched model (never the input itself)
+              --method             selection method (below)
+              --leave-unsupported  keep attention sites that cannot be replaced instead of failing
+              --no-verify          skip loading the patched model in ONNX Runtime before writing it
+
+            methods and their parameters (docs/ops.md):
+
+            """);
+        foreach (var method in MethodCatalog.All)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"  {method.Name,-10} {method.Summary}");
+            foreach (var parameter in method.Parameters)
+            {
+                var fallback = parameter.Default is { } d ? d.ToString(CultureInfo.InvariantCulture) : "model-dependent";
+                text.AppendLine(CultureInfo.InvariantCulture, $"      --{parameter.Name,-12} {parameter.Help} (default {fallback})");
+            }
+        }
+        return text.ToString();
+    }
 
     public static int Run(string[] args, TextWriter stdout)
     {
-        var line = CommandLine.Parse(args, ["-o", "--output", "--method"], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
+        var parameterOptions = AllParameters.SelectMany(p => new[] { $"--{p.Name}", $"--{p.Name.Replace('_', '-')}" }).Distinct();
+        var line = CommandLine.Parse(args, ["-o", "--output", "--method", .. parameterOptions], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
-            stdout.WriteLine(Usage);
+            stdout.WriteLine(Usage());
             return CliApp.Ok;
         }
         if (line.Positional.Count != 1)
@@ -30,9 +53,18 @@ internal static class PatchCommand
         }
         var input = line.Positional[0];
         var output = line.Option("-o", "--output") ?? throw new UsageException("patch needs -o OUT.onnx");
+        var parameters = new Dictionary<string, double>();
+        foreach (var parameter in AllParameters)
+        {
+            var flag = $"--{parameter.Name}";
+            if (line.Option(flag, $"--{parameter.Name.Replace('_', '-')}") is not null)
+            {
+                parameters[parameter.Name] = line.Double(line.Option(flag) is null ? $"--{parameter.Name.Replace('_', '-')}" : flag, double.NaN);
+            }
+        }
         var options = new PatchOptions
         {
-            Method = new MethodConfig { Method = line.Option("--method") ?? "dense" },
+            Method = new MethodConfig { Method = line.Option("--method") ?? "dense", Parameters = parameters },
             LeaveUnsupported = line.Flag("--leave-unsupported"),
         };
         try
