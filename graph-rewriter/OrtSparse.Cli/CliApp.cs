@@ -20,8 +20,11 @@ public static class CliApp
         usage: ortsparse COMMAND [ARGS]
 
           inspect MODEL                      list the attention sites and what patch would do with each
-          patch IN.onnx -o OUT.onnx [--method dense] [--leave-unsupported] [--no-verify]
+          patch IN.onnx -o OUT.onnx [--method M] [--PARAMETER value ...] [--calibration CALIB]
+                [--leave-unsupported] [--no-verify]
                                              replace attention by com.ortsparse.SparseAttention
+          calibrate MODEL --tokens FILE... -o CALIB [--methods loki,saap,hash] [--seed S]
+                                             compute the calibration loki, saap and hash need
           check MODEL DATASET_DIR... [--atol A] [--rtol R] [--device cpu|cuda] [--threads N]
                                              run MODEL on ONNX test data sets and compare outputs
           bench attention [--context T] [--batch B] [--heads H] [--kv-heads K] [--head-dim D]
@@ -51,8 +54,9 @@ public static class CliApp
                 "inspect" => InspectCommand.Run(rest, stdout),
                 "patch" => PatchCommand.Run(rest, stdout),
                 "check" => CheckCommand.Run(rest, stdout),
-                "bench" => BenchCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, bench)"),
+                "bench" => BenchCommand.Run(rest, stdout, stderr),
+                "calibrate" => CalibrateCommand.Run(rest, stdout, stderr),
+                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, bench)"),
             };
         }
         catch (UsageException e)

@@ -12,7 +12,7 @@ public sealed class UsageException(string message) : Exception(message);
 /// </summary>
 public sealed class CommandLine
 {
-    private readonly Dictionary<string, string> _options = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string>> _options = new(StringComparer.Ordinal);
     private readonly HashSet<string> _flags = new(StringComparer.Ordinal);
 
     /// <summary>The positional arguments, in order.</summary>
@@ -64,7 +64,11 @@ public sealed class CommandLine
                 {
                     throw new UsageException($"option {name} needs a value");
                 }
-                parsed._options[name] = value;
+                if (!parsed._options.TryGetValue(name, out var values))
+                {
+                    parsed._options[name] = values = [];
+                }
+                values.Add(value);
             }
             else
             {
@@ -78,9 +82,12 @@ public sealed class CommandLine
     /// <summary>True when the flag was given.</summary>
     public bool Flag(string name) => _flags.Contains(name);
 
-    /// <summary>The value of an option, or null.</summary>
+    /// <summary>The (last) value of an option, or null.</summary>
     public string? Option(params string[] names) =>
-        names.Select(n => _options.GetValueOrDefault(n)).FirstOrDefault(v => v is not null);
+        names.Select(n => _options.GetValueOrDefault(n)?[^1]).FirstOrDefault(v => v is not null);
+
+    /// <summary>Every value of an option given several times, in order.</summary>
+    public IReadOnlyList<string> Options(string name) => _options.GetValueOrDefault(name) ?? [];
 
     /// <summary>The option's value as a double, or <paramref name="fallback"/>.</summary>
     public double Double(string name, double fallback) =>

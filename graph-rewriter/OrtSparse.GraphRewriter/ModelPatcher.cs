@@ -11,6 +11,9 @@ public sealed record PatchOptions
 
     /// <summary>Leave sites that cannot be replaced as they are instead of failing.</summary>
     public bool LeaveUnsupported { get; init; }
+
+    /// <summary>Calibration data (from <c>ortsparse calibrate</c>) for methods that need it; layer L is the L-th replaced site in graph order.</summary>
+    public OrtSparse.Calibration.CalibrationData? Calibration { get; init; }
 }
 
 /// <summary>The patched model and what was done to each site.</summary>
@@ -54,11 +57,15 @@ public static class ModelPatcher
         var patched = model.Clone();
         var graph = patched.Graph;
         var names = new NameAllocator(graph);
+        var layers = replaced.OrderBy(s => s.NodeIndex).Select((site, layer) => (site, layer)).ToList();
         // Rewrite back to front so earlier node indices stay valid.
-        foreach (var site in replaced.OrderByDescending(s => s.NodeIndex))
+        foreach (var (site, layer) in layers.OrderByDescending(l => l.site.NodeIndex))
         {
             var original = graph.Node[site.NodeIndex];
             var replacement = OnnxAttentionForm.Rewrite(original, site, options.Method, names, graph);
+            var attention = replacement.Single(n => n.Domain == SparseAttentionOp.Domain);
+            var needs = MethodRequirements.For(options.Method, site, layer, options.Calibration);
+            MethodWiring.Apply(graph, attention, site, options.Method, needs.Calibration, needs.StateWidth, names);
             graph.Node.RemoveAt(site.NodeIndex);
             for (var i = 0; i < replacement.Count; i++)
             {

@@ -22,7 +22,7 @@ public static class SparseAttentionOp
 
     /// <summary>Output slots of the op, in order.</summary>
     public static readonly IReadOnlyList<string> OutputNames =
-        ["output", "present_key", "present_value", "present_index", "present_summary"];
+        ["output", "present_key", "present_value", "present_index", "present_summary", "selected_keys"];
 
     /// <summary>The index of an input slot by its contract name.</summary>
     /// <param name="name">A name from <see cref="InputNames"/>.</param>

@@ -78,6 +78,10 @@ AttentionAttributes ReadAttributes(const OrtKernelInfo* info) {
   a.sink = ReadInt(info, "sink").value_or(a.sink);
   a.window = ReadInt(info, "window").value_or(a.window);
   a.dense_below = ReadInt(info, "dense_below").value_or(a.dense_below);
+  a.page_size = ReadInt(info, "page_size").value_or(a.page_size);
+  a.rank = ReadInt(info, "rank");
+  a.block_size = ReadInt(info, "block_size").value_or(a.block_size);
+  a.gamma = ReadFloat(info, "gamma").value_or(a.gamma);
   return a;
 }
 
@@ -138,15 +142,16 @@ class Scratch {
   Ort::MemoryAllocation allocation_;
 };
 
-// One present cache (key or value): the output when the graph asks for it, scratch otherwise.
+// A present cache (key or value) or method state: the output when the graph asks for it, scratch
+// otherwise.
 struct CacheBuffer {
   std::optional<Scratch> scratch;
   void* data = nullptr;
   bool in_place = false;  // the output is bound to the past's buffer
 };
 
-CacheBuffer PresentCache(const Ort::KernelContext& context, const TensorInfo& past, int output_index,
-                         const std::vector<int64_t>& shape, int64_t element_size) {
+CacheBuffer PresentBuffer(const Ort::KernelContext& context, const TensorInfo& past, int output_index,
+                          const std::vector<int64_t>& shape, int64_t element_size) {
   CacheBuffer cache;
   if (static_cast<size_t>(output_index) < context.GetOutputCount()) {
     Ort::UnownedValue output = context.GetOutput(output_index, shape);
@@ -163,7 +168,8 @@ CacheBuffer PresentCache(const Ort::KernelContext& context, const TensorInfo& pa
   return cache;
 }
 
-// Dense methods keep no state: past_index / past_summary flow to the present unchanged.
+// State a method does not keep (all of dense's) flows from past_index / past_summary to the present
+// unchanged.
 void PassMethodState(const Ort::KernelContext& context, const TensorInfo& past, int output_index,
                      const std::vector<int64_t>& shape) {
   if (static_cast<size_t>(output_index) >= context.GetOutputCount()) return;
@@ -186,9 +192,16 @@ Ort::Status Compute(const AttentionAttributes& attributes, const Ort::KernelCont
   const int64_t element_size = DataTypeSize(plan.type);
   Ort::UnownedValue output = context.GetOutput(kOutput, {B, plan.query_length, plan.num_heads * plan.v_head_size});
   CacheBuffer key_cache =
-      PresentCache(context, inputs[kPastKey], kPresentKey, {B, Hkv, T_cap, plan.head_size}, element_size);
+      PresentBuffer(context, inputs[kPastKey], kPresentKey, {B, Hkv, T_cap, plan.head_size}, element_size);
   CacheBuffer value_cache =
-      PresentCache(context, inputs[kPastValue], kPresentValue, {B, Hkv, T_cap, plan.v_head_size}, element_size);
+      PresentBuffer(context, inputs[kPastValue], kPresentValue, {B, Hkv, T_cap, plan.v_head_size}, element_size);
+  const bool keeps_index = plan.state_output == kPresentIndex;
+  CacheBuffer method_state;
+  if (plan.state_output >= 0) {
+    method_state = PresentBuffer(context, inputs[keeps_index ? kPastIndex : kPastSummary], plan.state_output,
+                                 keeps_index ? plan.present_index_shape : plan.present_summary_shape,
+                                 keeps_index ? DataTypeSize(DataType::kInt32) : element_size);
+  }
   std::optional<Scratch> rotated_query;
   if (plan.rotary_dim > 0) rotated_query.emplace(context, cpu::RotatedQueryBytes(plan));
 
@@ -199,12 +212,26 @@ Ort::Status Compute(const AttentionAttributes& attributes, const Ort::KernelCont
   outputs.value_cache = value_cache.data;
   outputs.value_cache_is_past = value_cache.in_place;
   outputs.rotated_query = rotated_query ? rotated_query->data() : nullptr;
+  outputs.method_state = method_state.data;
+  outputs.method_state_is_past = method_state.in_place;
+  if (static_cast<size_t>(kSelectedKeys) < context.GetOutputCount()) {
+    if (plan.query_length != 1) {
+      return InvalidArgument("SparseAttention: selected_keys (output 5) is available for decode steps (S = 1) only, got S = " +
+                             std::to_string(plan.query_length));
+    }
+    Ort::UnownedValue selected = context.GetOutput(kSelectedKeys, {B, Hkv, 1, T_cap});
+    outputs.selected_keys = selected.GetTensorMutableData<bool>();
+  }
   const ParallelRunner runner{context.GetOrtKernelContext(), &RunOnSessionPool};
   const Status computed = cpu::RunSparseAttention(attributes, inputs, plan, outputs, runner);
   if (!computed.ok()) return Ort::Status(computed.message().c_str(), ORT_FAIL);
 
-  PassMethodState(context, inputs[kPastIndex], kPresentIndex, plan.present_index_shape);
-  PassMethodState(context, inputs[kPastSummary], kPresentSummary, plan.present_summary_shape);
+  if (plan.state_output != kPresentIndex) {
+    PassMethodState(context, inputs[kPastIndex], kPresentIndex, plan.present_index_shape);
+  }
+  if (plan.state_output != kPresentSummary) {
+    PassMethodState(context, inputs[kPastSummary], kPresentSummary, plan.present_summary_shape);
+  }
   return Ort::Status(nullptr);
 }
 
@@ -259,7 +286,14 @@ ONNXTensorElementDataType SparseAttentionInputType(size_t index, ONNXTensorEleme
 }
 
 ONNXTensorElementDataType SparseAttentionOutputType(size_t index, ONNXTensorElementDataType attention_type) {
-  return index == kPresentIndex ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : attention_type;
+  switch (index) {
+    case kPresentIndex:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case kSelectedKeys:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
+    default:
+      return attention_type;
+  }
 }
 
 OrtCustomOpInputOutputCharacteristic SparseAttentionInputCharacteristic(size_t index) {

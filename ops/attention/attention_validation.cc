@@ -232,21 +232,140 @@ Status PlanMask(const AttentionInputs& inputs, AttentionPlan* plan) {
   return Status::Ok();
 }
 
+struct MethodName {
+  const char* name;
+  SparseMethod method;
+};
+constexpr MethodName kMethodNames[] = {
+    {"dense", SparseMethod::kDense}, {"topk", SparseMethod::kTopK}, {"streaming", SparseMethod::kStreaming},
+    {"loki", SparseMethod::kLoki},   {"quest", SparseMethod::kQuest}, {"saap", SparseMethod::kSaap},
+    {"hash", SparseMethod::kHash},   {"block", SparseMethod::kBlock}};
+
+// Calibration input `index` of `method`: given, with the shape `expected` (kAnyDim where a size is
+// read from it), described as "<what> <layout>" in errors.
+Status RequireMethodData(const std::string& method, const AttentionInputs& inputs, int index,
+                         const std::vector<int64_t>& expected, const char* what, const char* layout) {
+  const TensorInfo& data = inputs[index];
+  if (!data.present) {
+    return ErrorStatus(kOp, "method '", method, "' needs ", InputName(index), " (", what, " ", layout,
+                       "), which is missing");
+  }
+  ORTSPARSE_RETURN_IF_ERROR(RequireShape(index, data, expected, layout));
+  for (size_t axis = 0; axis < expected.size(); ++axis) {
+    if (expected[axis] == kAnyDim && data.shape[axis] <= 0) {
+      return ErrorStatus(kOp, InputName(index), " has shape ", ShapeString(data.shape), " but dimension ", axis, " of ",
+                         layout, " must be positive");
+    }
+  }
+  return Status::Ok();
+}
+
+// The calibration and the state shape of the method, which state it keeps, and its past's shape.
+Status PlanMethod(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan) {
+  plan->method = *ParseMethod(attributes.method);
+  const std::string& name = attributes.method;
+  const int64_t Hq = plan->num_heads, Hkv = plan->kv_num_heads, D = plan->head_size;
+  int64_t keys_per_state_row = 1;  // page_size for quest
+  const char* past_layout = nullptr;
+  switch (plan->method) {
+    case SparseMethod::kQuest:
+      plan->state_output = kPresentSummary;
+      plan->state_width = 2 * D;
+      keys_per_state_row = attributes.page_size;
+      past_layout = "[batch, kv_num_heads, ceil(past_sequence_length / page_size), 2 * head_size]";
+      break;
+    case SparseMethod::kLoki:
+      plan->rank = attributes.rank.value_or(std::max<int64_t>(1, D / 4));
+      if (plan->rank > D) return ErrorStatus(kOp, "rank (", plan->rank, ") must be at most the head size (", D, ")");
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData0, {Hkv, D, D}, "the PCA basis",
+                                                  "[kv_num_heads, head_size, head_size]"));
+      plan->state_output = kPresentSummary;
+      plan->state_width = plan->rank;
+      past_layout = "[batch, kv_num_heads, past_sequence_length, rank]";
+      break;
+    case SparseMethod::kSaap: {
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData0, {Hkv, kAnyDim, D}, "the centroids",
+                                                  "[kv_num_heads, clusters, head_size]"));
+      plan->clusters = inputs[kMethodData0].shape[1];
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData1, {Hq, D, kAnyDim},
+                                                  "the classifier's first-layer weights",
+                                                  "[num_heads, head_size, hidden]"));
+      plan->classifier_hidden = inputs[kMethodData1].shape[2];
+      const int64_t M = plan->classifier_hidden;
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData2, {Hq, M},
+                                                  "the classifier's first-layer bias", "[num_heads, hidden]"));
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData3, {Hq, M + 1, plan->clusters},
+                                                  "the classifier's second layer", "[num_heads, hidden + 1, clusters]"));
+      plan->state_output = kPresentIndex;
+      plan->state_width = 1;
+      past_layout = "[batch, kv_num_heads, past_sequence_length, 1]";
+      break;
+    }
+    case SparseMethod::kHash:
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData0, {Hkv, kAnyDim, D, kAnyDim},
+                                                  "the LSH projections",
+                                                  "[kv_num_heads, rounds, head_size, buckets / 2]"));
+      plan->hash_rounds = inputs[kMethodData0].shape[1];
+      plan->hash_half_buckets = inputs[kMethodData0].shape[3];
+      plan->state_output = kPresentIndex;
+      plan->state_width = plan->hash_rounds;
+      past_layout = "[batch, kv_num_heads, past_sequence_length, rounds of method_data_0]";
+      break;
+    default:
+      return Status::Ok();
+  }
+  auto state_rows = [&](int64_t keys) { return (keys + keys_per_state_row - 1) / keys_per_state_row; };
+  const int past_index = plan->state_output == kPresentIndex ? kPastIndex : kPastSummary;
+  const std::vector<int64_t> present_shape = {plan->batch, Hkv, state_rows(plan->present_length), plan->state_width};
+  (plan->state_output == kPresentIndex ? plan->present_index_shape : plan->present_summary_shape) = present_shape;
+  // A past state with no rows (a graph's empty default) counts as absent: it is rebuilt from the cache.
+  const TensorInfo& past_state = inputs[past_index];
+  plan->state_has_past = past_state.present && !(past_state.shape.size() == 4 && past_state.shape[2] == 0);
+  if (!plan->state_has_past) return Status::Ok();
+  return RequireShape(past_index, inputs[past_index], {plan->batch, Hkv, state_rows(plan->past_length), plan->state_width},
+                      past_layout);
+}
+
+// Without its past, a state is rebuilt from the cache; the cache holds rotated keys, so methods that
+// summarise keys before rotary need the past state once the cache has a past.
+Status CheckStateCanBeBuilt(const AttentionAttributes& attributes, const AttentionPlan& plan) {
+  if (!SummarisesRawKeys(plan.method) || plan.state_has_past || plan.rotary_dim == 0) return Status::Ok();
+  for (int32_t past : plan.past_lengths) {
+    if (past > 0) {
+      return ErrorStatus(kOp, "method '", attributes.method, "' needs ",
+                         InputName(plan.state_output == kPresentIndex ? kPastIndex : kPastSummary),
+                         " when the cache has a past: its state is of the keys before the rotary embedding "
+                         "(do_rotary = 1), which the cache does not keep");
+    }
+  }
+  return Status::Ok();
+}
+
 Status PlanMethodState(const AttentionInputs& inputs, AttentionPlan* plan) {
   const std::vector<int64_t> no_state = {plan->batch, plan->kv_num_heads, 0, 0};
   plan->present_index_shape = no_state;
   plan->present_summary_shape = no_state;
-  const std::vector<int64_t> state_shape = {plan->batch, plan->kv_num_heads, kAnyDim, kAnyDim};
+  // A state with no rows may have any batch size (a graph's default for a batch-1 export).
+  auto state_shape = [&](int index) -> std::vector<int64_t> {
+    const std::vector<int64_t>& shape = inputs[index].shape;
+    const bool empty = shape.size() == 4 && shape[2] == 0;
+    return {empty ? kAnyDim : plan->batch, plan->kv_num_heads, kAnyDim, kAnyDim};
+  };
+  auto passed_through = [&](int index) -> std::vector<int64_t> {
+    std::vector<int64_t> shape = inputs[index].shape;
+    shape[0] = plan->batch;
+    return shape;
+  };
   if (inputs[kPastIndex].present) {
     ORTSPARSE_RETURN_IF_ERROR(RequireType(kPastIndex, inputs[kPastIndex], DataType::kInt32, "integer"));
-    ORTSPARSE_RETURN_IF_ERROR(RequireShape(kPastIndex, inputs[kPastIndex], state_shape, "[batch, kv_num_heads, *, *]"));
-    plan->present_index_shape = inputs[kPastIndex].shape;
+    ORTSPARSE_RETURN_IF_ERROR(RequireShape(kPastIndex, inputs[kPastIndex], state_shape(kPastIndex), "[batch, kv_num_heads, *, *]"));
+    plan->present_index_shape = passed_through(kPastIndex);
   }
   if (inputs[kPastSummary].present) {
     ORTSPARSE_RETURN_IF_ERROR(RequireType(kPastSummary, inputs[kPastSummary], plan->type, "of the type of query"));
     ORTSPARSE_RETURN_IF_ERROR(
-        RequireShape(kPastSummary, inputs[kPastSummary], state_shape, "[batch, kv_num_heads, *, *]"));
-    plan->present_summary_shape = inputs[kPastSummary].shape;
+        RequireShape(kPastSummary, inputs[kPastSummary], state_shape(kPastSummary), "[batch, kv_num_heads, *, *]"));
+    plan->present_summary_shape = passed_through(kPastSummary);
   }
   for (int index = kMethodData0; index <= kMethodData3; ++index) {
     if (inputs[index].present) ORTSPARSE_RETURN_IF_ERROR(RequireType(index, inputs[index], DataType::kFloat32, "float"));
@@ -345,10 +464,21 @@ Status ValidateAttributes(const AttentionAttributes& a) {
   ORTSPARSE_RETURN_IF_ERROR(RequireNonNegative("sink", a.sink));
   ORTSPARSE_RETURN_IF_ERROR(RequireNonNegative("window", a.window));
   ORTSPARSE_RETURN_IF_ERROR(RequireNonNegative("dense_below", a.dense_below));
-  if (a.method != "dense") {
-    return ErrorStatus(kOp, "method '", a.method, "' is not implemented yet (available: dense)");
+  if (!ParseMethod(a.method)) {
+    return ErrorStatus(kOp, "method '", a.method, "' is not one of dense, topk, streaming, loki, quest, saap, hash, block");
   }
+  if (a.page_size < 1) return ErrorStatus(kOp, "page_size (", a.page_size, ") must be at least 1");
+  if (a.rank && *a.rank < 1) return ErrorStatus(kOp, "rank (", *a.rank, ") must be at least 1");
+  if (a.block_size < 1) return ErrorStatus(kOp, "block_size (", a.block_size, ") must be at least 1");
+  if (!(a.gamma > 0.0f && a.gamma <= 1.0f)) return ErrorStatus(kOp, "gamma (", a.gamma, ") must be in (0, 1]");
   return Status::Ok();
+}
+
+std::optional<SparseMethod> ParseMethod(const std::string& name) {
+  for (const MethodName& entry : kMethodNames) {
+    if (name == entry.name) return entry.method;
+  }
+  return std::nullopt;
 }
 
 Status PlanAttention(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan) {
@@ -360,8 +490,10 @@ Status PlanAttention(const AttentionAttributes& attributes, const AttentionInput
   ORTSPARSE_RETURN_IF_ERROR(PlanRotary(attributes, inputs, plan));
   ORTSPARSE_RETURN_IF_ERROR(PlanMask(inputs, plan));
   ORTSPARSE_RETURN_IF_ERROR(PlanMethodState(inputs, plan));
+  ORTSPARSE_RETURN_IF_ERROR(PlanMethod(attributes, inputs, plan));
   plan->scale = attributes.scale ? *attributes.scale : 1.0f / std::sqrt(static_cast<float>(plan->head_size));
   ORTSPARSE_RETURN_IF_ERROR(PlanSequences(inputs, plan));
+  ORTSPARSE_RETURN_IF_ERROR(CheckStateCanBeBuilt(attributes, *plan));
   return CheckRotaryPositions(inputs, *plan);
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ortsparse/data_type.h"
+#include "ortsparse/sparse_method_params.h"
 #include "ortsparse/status.h"
 
 namespace ortsparse::attention {
@@ -35,7 +36,7 @@ enum InputIndex : int {
   kInputCount
 };
 
-enum OutputIndex : int { kOutput, kPresentKey, kPresentValue, kPresentIndex, kPresentSummary, kOutputCount };
+enum OutputIndex : int { kOutput, kPresentKey, kPresentValue, kPresentIndex, kPresentSummary, kSelectedKeys, kOutputCount };
 
 const char* InputName(int index);
 
@@ -63,9 +64,16 @@ struct AttentionAttributes {
   int64_t sink = 4;
   int64_t window = 64;
   int64_t dense_below = 1024;
+  int64_t page_size = 16;       // quest
+  std::optional<int64_t> rank;  // loki; default head_size / 4
+  int64_t block_size = 64;      // block
+  float gamma = 0.95f;          // block
 };
 
 Status ValidateAttributes(const AttentionAttributes& attributes);
+
+// The method an attribute value names; nullopt for an unknown name.
+std::optional<SparseMethod> ParseMethod(const std::string& name);
 
 // Everything the op derives before it computes.
 struct AttentionPlan {
@@ -97,7 +105,20 @@ struct AttentionPlan {
   std::vector<int32_t> append_counts;     // new cache rows written at past[b]
   std::vector<int32_t> key_counts;        // valid cache rows after this step
 
-  // Method state outputs: the shape of past_index / past_summary, [B, Hkv, 0, 0] without them.
+  SparseMethod method = SparseMethod::kDense;
+  // The state a method keeps (quest, loki: present_summary; saap, hash: present_index), of shape
+  // [B, Hkv, state rows for T_cap, state_width]; -1 for methods without state.
+  int state_output = -1;
+  int64_t state_width = 0;
+  bool state_has_past = false;  // the state's past input is given; otherwise it is built from the cache
+  int64_t rank = 0;                 // loki
+  int64_t clusters = 0;             // saap: C
+  int64_t classifier_hidden = 0;    // saap: M
+  int64_t hash_rounds = 0;          // hash: R
+  int64_t hash_half_buckets = 0;    // hash: NB / 2
+
+  // Method state outputs. A method's own state has its shape for T_cap; a state the method does not
+  // keep passes through: the shape of its past input, [B, Hkv, 0, 0] without one.
   std::vector<int64_t> present_index_shape;
   std::vector<int64_t> present_summary_shape;
 };

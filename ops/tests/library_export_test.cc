@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "RegisterCustomOps is not exported\n");
     ++failures;
   }
-  // An internal symbol (ortsparse::cpu::DenseAttention) must stay hidden.
-  if (dlsym(library, "_ZN9ortsparse3cpu14DenseAttentionERKNS_15AttentionParamsERKNS_14ParallelRunnerE") != nullptr) {
+  // An internal symbol (ortsparse::cpu::ExactAttention) must stay hidden.
+  if (dlsym(library, "_ZN9ortsparse3cpu14ExactAttentionERKNS_15AttentionParamsERKNS_14ParallelRunnerE") != nullptr) {
     std::fprintf(stderr, "an internal symbol is exported\n");
     ++failures;
   }

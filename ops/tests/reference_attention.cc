@@ -22,6 +22,8 @@ std::vector<double> Rotate(const ReferenceProblem& p, const double* x, int64_t p
   return out;
 }
 
+}  // namespace
+
 // Mask value at (b, h, i, j) by right-aligned numpy broadcasting; j < L.
 double MaskAt(const ReferenceProblem& p, int64_t b, int64_t h, int64_t i, int64_t j) {
   const int64_t full[4] = {b, h, i, j};
@@ -34,35 +36,65 @@ double MaskAt(const ReferenceProblem& p, int64_t b, int64_t h, int64_t i, int64_
   return p.mask_values[offset];
 }
 
-}  // namespace
-
-ReferenceResult ReferenceAttention(const ReferenceProblem& p, const std::function<double(double)>& round_stored) {
-  const int64_t B = p.batch, S = p.query_length, S_kv = p.kv_length, Hq = p.num_heads, Hkv = p.kv_num_heads;
-  const int64_t D = p.head_size, Dv = p.v_head_size, P = p.past_length;
+ReferenceSequences SequencesOf(const ReferenceProblem& p) {
+  const int64_t B = p.batch, S = p.query_length, P = p.past_length;
+  ReferenceSequences seq;
   const bool gqa_mode = p.seqlens_k.has_value();
-  const int64_t T_cap = gqa_mode ? std::max(P, p.total_sequence_length) : P + S_kv;
-
-  // Per sequence: past length, query rows that attend, rows appended to the cache.
-  std::vector<int64_t> past(B, P), rows(B, S), appended(B, S_kv);
+  seq.T_cap = gqa_mode ? std::max(P, p.total_sequence_length) : P + p.kv_length;
+  seq.past.assign(B, P);
+  seq.rows.assign(B, S);
+  seq.appended.assign(B, p.kv_length);
   if (gqa_mode) {
     for (int64_t b = 0; b < B; ++b) {
       const int64_t keys = (*p.seqlens_k)[b] + 1;
-      past[b] = std::max<int64_t>(0, keys - S);
-      rows[b] = appended[b] = keys - past[b];
+      seq.past[b] = std::max<int64_t>(0, keys - S);
+      seq.rows[b] = seq.appended[b] = keys - seq.past[b];
     }
   }
-  auto position_of = [&](int64_t b, int64_t i) -> int64_t {
-    if (p.position_ids.empty()) return past[b] + i;
-    const int64_t id_batch = static_cast<int64_t>(p.position_ids.size()) == S ? 0 : b;
-    return p.position_ids[id_batch * S + i];
-  };
-  auto maybe_rotate = [&](const double* x, int64_t b, int64_t i) {
-    std::vector<double> rotated = p.rotary_dim > 0 ? Rotate(p, x, position_of(b, i)) : std::vector<double>(x, x + D);
-    if (p.rotary_dim > 0) {
-      for (double& v : rotated) v = round_stored(v);
-    }
-    return rotated;
-  };
+  return seq;
+}
+
+namespace {
+
+int64_t PositionOf(const ReferenceProblem& p, const ReferenceSequences& seq, int64_t b, int64_t i) {
+  if (p.position_ids.empty()) return seq.past[b] + i;
+  const int64_t S = p.query_length;
+  const int64_t id_batch = static_cast<int64_t>(p.position_ids.size()) == S ? 0 : b;
+  return p.position_ids[id_batch * S + i];
+}
+
+// x rotated as row i of sequence b (and rounded), or x itself without rotary.
+std::vector<double> MaybeRotate(const ReferenceProblem& p, const ReferenceSequences& seq, const double* x, int64_t b,
+                                int64_t i, const RoundStored& round_stored) {
+  if (p.rotary_dim == 0) return std::vector<double>(x, x + p.head_size);
+  std::vector<double> rotated = Rotate(p, x, PositionOf(p, seq, b, i));
+  for (double& v : rotated) v = round_stored(v);
+  return rotated;
+}
+
+}  // namespace
+
+std::vector<double> AttendedQuery(const ReferenceProblem& p, const ReferenceSequences& seq, int64_t b, int64_t i,
+                                  int64_t h, const RoundStored& round_stored) {
+  return MaybeRotate(p, seq, &p.query[((b * p.query_length + i) * p.num_heads + h) * p.head_size], b, i, round_stored);
+}
+
+bool Sees(const ReferenceProblem& p, const ReferenceSequences& seq, int64_t b, int64_t i, int64_t j) {
+  const int64_t position = seq.past[b] + i;
+  if (i >= seq.rows[b] || j >= seq.past[b] + seq.appended[b]) return false;
+  if (p.causal && j > position) return false;
+  if (p.local_window > 0 && j <= position - p.local_window) return false;
+  return p.mask == MaskKind::kNone || j < p.mask_shape.back();
+}
+
+ReferenceResult ReferenceAttention(const ReferenceProblem& p, const RoundStored& round_stored, const KeyFilter& keep) {
+  const int64_t B = p.batch, S = p.query_length, S_kv = p.kv_length, Hq = p.num_heads, Hkv = p.kv_num_heads;
+  const int64_t D = p.head_size, Dv = p.v_head_size, P = p.past_length;
+  const ReferenceSequences seq = SequencesOf(p);
+  const int64_t T_cap = seq.T_cap;
+  const std::vector<int64_t>& past = seq.past;
+  const std::vector<int64_t>& rows = seq.rows;
+  const std::vector<int64_t>& appended = seq.appended;
 
   ReferenceResult result;
   result.present_key.assign(B * Hkv * T_cap * D, 0.0);
@@ -79,7 +111,7 @@ ReferenceResult ReferenceAttention(const ReferenceProblem& p, const std::functio
         }
       }
       for (int64_t i = 0; i < appended[b]; ++i) {
-        const std::vector<double> k = maybe_rotate(&p.key[((b * S_kv + i) * Hkv + h) * D], b, i);
+        const std::vector<double> k = MaybeRotate(p, seq, &p.key[((b * S_kv + i) * Hkv + h) * D], b, i, round_stored);
         const int64_t j = past[b] + i;
         std::copy(k.begin(), k.end(), &result.present_key[((b * Hkv + h) * T_cap + j) * D]);
         const double* v = &p.value[((b * S_kv + i) * Hkv + h) * Dv];
@@ -89,20 +121,16 @@ ReferenceResult ReferenceAttention(const ReferenceProblem& p, const std::functio
   }
 
   const double scale = p.scale ? *p.scale : 1.0 / std::sqrt(static_cast<double>(D));
-  const int64_t L = p.mask == MaskKind::kNone ? T_cap : p.mask_shape.back();
   result.output.assign(B * S * Hq * Dv, 0.0);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t key_count = past[b] + appended[b];
     for (int64_t i = 0; i < rows[b]; ++i) {
-      const int64_t position = past[b] + i;
       for (int64_t h = 0; h < Hq; ++h) {
         const int64_t kv_head = h / (Hq / Hkv);
-        const std::vector<double> q = maybe_rotate(&p.query[((b * S + i) * Hq + h) * D], b, i);
+        const std::vector<double> q = AttendedQuery(p, seq, b, i, h, round_stored);
         std::vector<double> scores(key_count, -std::numeric_limits<double>::infinity());
         for (int64_t j = 0; j < key_count; ++j) {
-          if (p.causal && j > position) continue;
-          if (p.local_window > 0 && j <= position - p.local_window) continue;
-          if (p.mask != MaskKind::kNone && j >= L) continue;
+          if (!Sees(p, seq, b, i, j) || (keep && !keep(b, i, h, j))) continue;
           if (p.mask == MaskKind::kBool && MaskAt(p, b, h, i, j) == 0.0) continue;
           double dot = 0.0;
           for (int64_t d = 0; d < D; ++d) dot += q[d] * result.present_key[((b * Hkv + kv_head) * T_cap + j) * D + d];

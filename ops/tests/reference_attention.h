@@ -49,10 +49,34 @@ struct ReferenceResult {
   std::vector<double> present_value;  // [B, Hkv, T_cap, Dv]
 };
 
+// Sizes a problem implies for each sequence b.
+struct ReferenceSequences {
+  int64_t T_cap = 0;
+  std::vector<int64_t> past;      // position of query row 0
+  std::vector<int64_t> rows;      // query rows that attend
+  std::vector<int64_t> appended;  // keys appended at past[b]
+};
+ReferenceSequences SequencesOf(const ReferenceProblem& problem);
+
+using RoundStored = std::function<double(double)>;
+inline double Unrounded(double x) { return x; }
+
+// Query (b, i, h) as attended: rotated when the problem has a rotary embedding, then rounded.
+std::vector<double> AttendedQuery(const ReferenceProblem& problem, const ReferenceSequences& sequences, int64_t b,
+                                  int64_t i, int64_t h, const RoundStored& round_stored = Unrounded);
+
+// Whether row i of sequence b sees key j (causality, local window, cache length, mask columns),
+// and the mask value at (b, h, i, j): 0/1 for boolean masks, the added value for additive ones.
+bool Sees(const ReferenceProblem& problem, const ReferenceSequences& sequences, int64_t b, int64_t i, int64_t j);
+double MaskAt(const ReferenceProblem& problem, int64_t b, int64_t h, int64_t i, int64_t j);
+
+// Attention restricted to the keys j with keep(b, i, h, j) (all visible keys without a filter).
+using KeyFilter = std::function<bool(int64_t b, int64_t i, int64_t h, int64_t j)>;
+
 // `round_stored` models the storage of intermediate tensors: it is applied to the rotated queries
 // and keys and to the output (identity for the exact reference, rounding to fp16 for the
 // low-precision one).
-ReferenceResult ReferenceAttention(const ReferenceProblem& problem,
-                                   const std::function<double(double)>& round_stored = [](double x) { return x; });
+ReferenceResult ReferenceAttention(const ReferenceProblem& problem, const RoundStored& round_stored = Unrounded,
+                                   const KeyFilter& keep = nullptr);
 
 }  // namespace ortsparse::testing

@@ -120,9 +120,133 @@ TEST_F(ValidationTest, RejectsBadSparseMethodAttributes) {
   EXPECT_EQ(AttributeError(), "SparseAttention: dense_below (-1) must be non-negative");
 }
 
-TEST_F(ValidationTest, RejectsMethodsNotImplemented) {
-  attributes.method = "topk";
-  EXPECT_EQ(AttributeError(), "SparseAttention: method 'topk' is not implemented yet (available: dense)");
+TEST_F(ValidationTest, RejectsBadMethodAttributes) {
+  attributes.method = "fast";
+  EXPECT_EQ(AttributeError(),
+            "SparseAttention: method 'fast' is not one of dense, topk, streaming, loki, quest, saap, hash, block");
+  attributes.method = "quest";
+  attributes.page_size = 0;
+  EXPECT_EQ(AttributeError(), "SparseAttention: page_size (0) must be at least 1");
+  attributes.page_size = 16;
+  attributes.rank = 0;
+  EXPECT_EQ(AttributeError(), "SparseAttention: rank (0) must be at least 1");
+  attributes.rank = 4;
+  attributes.block_size = -2;
+  EXPECT_EQ(AttributeError(), "SparseAttention: block_size (-2) must be at least 1");
+  attributes.block_size = 64;
+  attributes.gamma = 0.0f;
+  EXPECT_EQ(AttributeError(), "SparseAttention: gamma (0) must be in (0, 1]");
+  attributes.gamma = 1.5f;
+  EXPECT_EQ(AttributeError(), "SparseAttention: gamma (1.5) must be in (0, 1]");
+  attributes.gamma = std::nanf("");
+  EXPECT_EQ(AttributeError(), "SparseAttention: gamma (nan) must be in (0, 1]");
+  attributes.gamma = 1.0f;
+  EXPECT_EQ(AttributeError(), "ok");
+}
+
+TEST_F(ValidationTest, RejectsMissingOrMisshapedCalibration) {
+  attributes.method = "loki";
+  EXPECT_EQ(Error(), "SparseAttention: method 'loki' needs method_data_0 (the PCA basis [kv_num_heads, head_size, "
+                     "head_size]), which is missing");
+  Set(kMethodData0, DataType::kFloat32, {2, 8, 4});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 8, 4] but must be [kv_num_heads, head_size, "
+                     "head_size] = [2, 8, 8]");
+  Set(kMethodData0, DataType::kFloat32, {2, 8, 8});
+  attributes.rank = 9;
+  EXPECT_EQ(Error(), "SparseAttention: rank (9) must be at most the head size (8)");
+  attributes.rank.reset();
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_EQ(plan.rank, 2);  // head_size / 4
+
+  attributes.method = "saap";
+  inputs[kMethodData0] = TensorInfo();
+  EXPECT_EQ(Error(), "SparseAttention: method 'saap' needs method_data_0 (the centroids [kv_num_heads, clusters, "
+                     "head_size]), which is missing");
+  Set(kMethodData0, DataType::kFloat32, {2, 0, 8});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 0, 8] but dimension 1 of [kv_num_heads, clusters, "
+                     "head_size] must be positive");
+  Set(kMethodData0, DataType::kFloat32, {2, 5, 8});
+  EXPECT_EQ(Error(), "SparseAttention: method 'saap' needs method_data_1 (the classifier's first-layer weights "
+                     "[num_heads, head_size, hidden]), which is missing");
+  Set(kMethodData1, DataType::kFloat32, {4, 8, 6});
+  Set(kMethodData2, DataType::kFloat32, {4, 5});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_2 has shape [4, 5] but must be [num_heads, hidden] = [4, 6]");
+  Set(kMethodData2, DataType::kFloat32, {4, 6});
+  Set(kMethodData3, DataType::kFloat32, {4, 6, 5});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_3 has shape [4, 6, 5] but must be [num_heads, hidden + 1, "
+                     "clusters] = [4, 7, 5]");
+  Set(kMethodData3, DataType::kFloat32, {4, 7, 5});
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_EQ(plan.clusters, 5);
+  EXPECT_EQ(plan.classifier_hidden, 6);
+
+  attributes.method = "hash";
+  Set(kMethodData0, DataType::kFloat32, {2, 3, 8});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 3, 8] but must be [kv_num_heads, rounds, head_size, "
+                     "buckets / 2] = [2, *, 8, *]");
+  Set(kMethodData0, DataType::kFloat32, {2, 3, 8, 4});
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_EQ(plan.hash_rounds, 3);
+  EXPECT_EQ(plan.hash_half_buckets, 4);
+}
+
+// Each method with state: its present shape for T_cap, and its past's checked against the past length.
+TEST_F(ValidationTest, ShapesTheMethodState) {
+  attributes.method = "quest";
+  attributes.page_size = 4;
+  ASSERT_EQ(Error(), "ok");  // without a past state: built from the cache
+  EXPECT_EQ(plan.state_output, kPresentSummary);
+  EXPECT_FALSE(plan.state_has_past);
+  EXPECT_EQ(plan.present_summary_shape, (std::vector<int64_t>{2, 2, 4, 16}));  // ceil(13 / 4) pages
+  EXPECT_EQ(plan.present_index_shape, (std::vector<int64_t>{2, 2, 0, 0}));
+  Set(kPastSummary, DataType::kFloat32, {2, 2, 4, 16});
+  EXPECT_EQ(Error(), "SparseAttention: past_summary has shape [2, 2, 4, 16] but must be [batch, kv_num_heads, "
+                     "ceil(past_sequence_length / page_size), 2 * head_size] = [2, 2, 3, 16]");
+  Set(kPastSummary, DataType::kFloat32, {2, 2, 3, 16});
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_TRUE(plan.state_has_past);
+
+  attributes.method = "loki";
+  Set(kMethodData0, DataType::kFloat32, {2, 8, 8});
+  Set(kPastSummary, DataType::kFloat32, {2, 2, 10, 3});
+  EXPECT_EQ(Error(), "SparseAttention: past_summary has shape [2, 2, 10, 3] but must be [batch, kv_num_heads, "
+                     "past_sequence_length, rank] = [2, 2, 10, 2]");
+  Set(kPastSummary, DataType::kFloat32, {2, 2, 10, 2});
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_EQ(plan.present_summary_shape, (std::vector<int64_t>{2, 2, 13, 2}));
+
+  attributes.method = "saap";
+  Set(kMethodData0, DataType::kFloat32, {2, 5, 8});
+  Set(kMethodData1, DataType::kFloat32, {4, 8, 6});
+  Set(kMethodData2, DataType::kFloat32, {4, 6});
+  Set(kMethodData3, DataType::kFloat32, {4, 7, 5});
+  Set(kPastIndex, DataType::kInt32, {2, 2, 13, 1});
+  EXPECT_EQ(Error(), "SparseAttention: past_index has shape [2, 2, 13, 1] but must be [batch, kv_num_heads, "
+                     "past_sequence_length, 1] = [2, 2, 10, 1]");
+  Set(kPastIndex, DataType::kInt32, {2, 2, 10, 1});
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_EQ(plan.state_output, kPresentIndex);
+  EXPECT_EQ(plan.present_index_shape, (std::vector<int64_t>{2, 2, 13, 1}));
+  EXPECT_EQ(plan.present_summary_shape, (std::vector<int64_t>{2, 2, 10, 2}));  // not saap's: passed through
+
+  attributes.method = "hash";
+  Set(kMethodData0, DataType::kFloat32, {2, 3, 8, 4});
+  EXPECT_EQ(Error(), "SparseAttention: past_index has shape [2, 2, 10, 1] but must be [batch, kv_num_heads, "
+                     "past_sequence_length, rounds of method_data_0] = [2, 2, 10, 3]");
+}
+
+// A state of keys before rotary cannot be rebuilt from a rotated cache.
+TEST_F(ValidationTest, NeedsThePastStateOfRawKeysWithRotary) {
+  attributes.method = "loki";
+  Set(kMethodData0, DataType::kFloat32, {2, 8, 8});
+  UseRotary(64, 4);
+  EXPECT_EQ(Error(), "SparseAttention: method 'loki' needs past_summary when the cache has a past: its state is of the "
+                     "keys before the rotary embedding (do_rotary = 1), which the cache does not keep");
+  attributes.method = "quest";  // bounds the cached keys: rebuilt from the cache
+  EXPECT_EQ(Error(), "ok");
+  attributes.method = "loki";
+  UseSeqlens({2, 2}, 10);  // both prompts: no past yet
+  EXPECT_EQ(Error(), "ok");
 }
 
 TEST_F(ValidationTest, RejectsBadQuery) {

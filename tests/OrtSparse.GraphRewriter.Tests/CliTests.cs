@@ -36,6 +36,10 @@ public sealed class CliTests : IDisposable
         var check = Cli("check", output, SampleDir);
         Assert.True(check.Code == 0, check.Out + check.Err);
         Assert.Contains("all 10 outputs match", check.Out);
+
+        var inspect = Cli("inspect", output);
+        Assert.Contains("already patched: 2 com.ortsparse.SparseAttention node(s)", inspect.Out);
+        Assert.Contains("/layers.1/attn/Attention: method dense", inspect.Out);
     }
 
     [Fact]

@@ -11,27 +11,36 @@ using OrtSparse.Runtime;
 namespace OrtSparse.Cli.Commands;
 
 /// <summary>
-/// <c>ortsparse bench attention</c>: times one decode step of one attention layer, our op next to
-/// ONNX Runtime's own <c>Attention</c> kernel on identical inputs, in the same run.
+/// <c>ortsparse bench attention</c>: one decode step of one attention layer for dense and each
+/// sparse method on identical inputs in the same run; or, with --compare-onnxruntime, dense next to
+/// ONNX Runtime's own Attention kernel.
 /// </summary>
 internal static class BenchCommand
 {
     private const string Usage = """
-        usage: ortsparse bench attention [--context 4096] [--batch 1] [--heads 32] [--kv-heads 8] [--head-dim 128]
-                                         [--dtype fp32|fp16] [--steps 20] [--warmup 3] [--threads 0] [--json]
+        usage: ortsparse bench attention [--context 32768] [--batch 1] [--heads 32] [--kv-heads 8] [--head-dim 128]
+                                         [--dtype fp32|fp16] [--methods topk,streaming,loki,quest,saap,hash]
+                                         [--budget 0.0625] [--needles 8] [--steps 10] [--warmup 2] [--threads 0]
+                                         [--seed 0] [--json] [--compare-onnxruntime]
 
-        One decode step (one new token against a cache of CONTEXT-1 tokens) of a single attention
-        layer, on the same seeded inputs:
+        One decode step (one new token against a cache of CONTEXT-1 tokens) on synthetic inputs with
+        low-rank keys and NEEDLES planted keys per KV head that dominate the query's attention; the
+        KV cache and method state are bound in place, as a generation loop binds them. Dense runs
+        first as the baseline. Per method: median time, speed-up over dense, bytes of KV and state
+        read, recall (exact softmax mass of the attended keys), needles found, relative output error
+        against dense, and overlap (Jaccard) with topk's selection. Calibration comes from the
+        synthetic cache: PCA bases (loki), k-means centroids with a centroid-ranking classifier
+        (saap), seeded projections (hash).
+
+        --compare-onnxruntime times instead, on the same inputs:
           onnxruntime-attention  ONNX Runtime's own CPU kernel for ONNX Attention-23 (concatenates past and new KV)
           ortsparse-concat       the same model patched by 'ortsparse patch --method dense' (same semantics)
           ortsparse-inplace      SparseAttention with seqlens_k and past/present bound to one buffer (no copy)
-        Reports the median time per step, the speed-up against onnxruntime-attention and the largest
-        output difference from it.
         """;
 
     private sealed record Row(string Name, double MedianMs, double MeanMs, double? SpeedupVsBaseline, double? MaxAbsDiffVsBaseline, string? Note);
 
-    public static int Run(string[] args, TextWriter stdout)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
         if (args.Length == 0 || args[0] != "attention")
         {
@@ -42,42 +51,104 @@ internal static class BenchCommand
             }
             throw new UsageException("bench needs a subject: attention");
         }
-        var line = CommandLine.Parse(args[1..], ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device"], ["--json", "--help", "-h"]);
+        var line = CommandLine.Parse(args[1..],
+            ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device", "--methods", "--budget", "--needles", "--seed"],
+            ["--json", "--compare-onnxruntime", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
             stdout.WriteLine(Usage);
             return CliApp.Ok;
         }
-        var context = line.Int("--context", 4096, 2, 1 << 24);
         var dtype = line.Option("--dtype") ?? "fp32";
-        var benchCase = new AttentionCase
+        var settings = new AttentionBenchSettings
         {
+            Context = line.Int("--context", 32768, 2, 1 << 24),
             Batch = line.Int("--batch", 1, 1, 4096),
-            QueryLength = 1,
-            PastLength = context - 1,
-            NumHeads = line.Int("--heads", 32, 1, 4096),
-            KvNumHeads = line.Int("--kv-heads", 8, 1, 4096),
+            Heads = line.Int("--heads", 32, 1, 4096),
+            KvHeads = line.Int("--kv-heads", 8, 1, 4096),
             HeadDim = line.Int("--head-dim", 128, 1, 1024),
-            IsCausal = true,
             ElementType = dtype switch
             {
                 "fp32" => TensorProto.Types.DataType.Float,
                 "fp16" => TensorProto.Types.DataType.Float16,
                 _ => throw new UsageException($"unknown dtype '{dtype}' (fp32, fp16)"),
             },
+            Methods = (line.Option("--methods") ?? "topk,streaming,loki,quest,saap,hash").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            Budget = line.Double("--budget", 0.0625),
+            Needles = line.Int("--needles", 8, 0, 1 << 20),
+            Steps = line.Int("--steps", 10, 1, 100000),
+            Warmup = line.Int("--warmup", 2, 0, 100000),
+            Threads = line.Int("--threads", 0, 0, 1024),
+            Seed = line.Int("--seed", 0),
         };
-        if (benchCase.NumHeads % benchCase.KvNumHeads != 0)
+        if (settings.Heads % settings.KvHeads != 0)
         {
-            throw new UsageException($"--heads ({benchCase.NumHeads}) must be a multiple of --kv-heads ({benchCase.KvNumHeads})");
+            throw new UsageException($"--heads ({settings.Heads}) must be a multiple of --kv-heads ({settings.KvHeads})");
         }
-        var steps = line.Int("--steps", 20, 1, 100000);
-        var warmup = line.Int("--warmup", 3, 0, 100000);
-        var config = new SessionConfig { Device = DeviceOption.Parse(line.Option("--device")), IntraOpThreads = line.Int("--threads", 0, 0, 1024) };
-        if (config.Device != ExecutionDevice.Cpu)
+        if (settings.Budget <= 0)
+        {
+            throw new UsageException($"--budget ({settings.Budget}) must be positive");
+        }
+        foreach (var method in settings.Methods)
+        {
+            try
+            {
+                MethodCatalog.Get(method);
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException(e.Message);
+            }
+            if (method is "block")
+            {
+                throw new UsageException("bench attention times decode steps; 'block' is a prefill method");
+            }
+        }
+        if (DeviceOption.Parse(line.Option("--device")) != ExecutionDevice.Cpu)
         {
             throw new UsageException("bench attention runs on cpu for now; CUDA kernels land with the CUDA issue");
         }
 
+        if (line.Flag("--compare-onnxruntime"))
+        {
+            CompareWithOnnxRuntime(settings, stdout, line.Flag("--json"));
+            return CliApp.Ok;
+        }
+        var results = AttentionBenchmark.Run(settings, stderr);
+        if (line.Flag("--json"))
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object?>
+            {
+                ["method"] = r.Method, ["context"] = settings.Context, ["batch"] = settings.Batch, ["heads"] = settings.Heads,
+                ["kv_heads"] = settings.KvHeads, ["head_dim"] = settings.HeadDim, ["dtype"] = dtype, ["budget"] = settings.Budget,
+                ["median_ms"] = r.MedianMs, ["speedup_vs_dense"] = r.SpeedupVsDense, ["bytes_read"] = r.BytesRead,
+                ["recall"] = r.Recall, ["needle_recall"] = r.NeedleRecall, ["relative_error"] = r.RelativeError, ["topk_overlap"] = r.TopkOverlap,
+            }), new JsonSerializerOptions { WriteIndented = true }));
+            return CliApp.Ok;
+        }
+        stdout.WriteLine($"decode step, context {settings.Context}, batch {settings.Batch}, {settings.Heads}/{settings.KvHeads} heads, D {settings.HeadDim}, {dtype}, " +
+                         $"budget {settings.Budget.ToString(CultureInfo.InvariantCulture)}, {settings.Needles} needles per KV head, median of {settings.Steps} steps");
+        var denseBytes = results[0].BytesRead;
+        Table.Write(stdout, ["method", "median ms", "vs dense", "MiB read", "of dense", "recall", "needles", "rel error", "topk overlap"], results.Select(r => new[]
+        {
+            r.Method, Ms(r.MedianMs), r.SpeedupVsDense.ToString("0.00", CultureInfo.InvariantCulture) + "x",
+            (r.BytesRead / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture), (r.BytesRead / denseBytes).ToString("0.000", CultureInfo.InvariantCulture),
+            r.Recall.ToString("0.000", CultureInfo.InvariantCulture), r.NeedleRecall.ToString("0.00", CultureInfo.InvariantCulture),
+            r.RelativeError.ToString("0.0e+0", CultureInfo.InvariantCulture), r.TopkOverlap?.ToString("0.000", CultureInfo.InvariantCulture) ?? "-",
+        }).ToList());
+        return CliApp.Ok;
+    }
+
+    /// <summary>Dense decode next to ONNX Runtime's own Attention kernel (<c>--compare-onnxruntime</c>).</summary>
+    private static void CompareWithOnnxRuntime(AttentionBenchSettings settings, TextWriter stdout, bool json)
+    {
+        var benchCase = new AttentionCase
+        {
+            Batch = settings.Batch, QueryLength = 1, PastLength = settings.Context - 1, NumHeads = settings.Heads,
+            KvNumHeads = settings.KvHeads, HeadDim = settings.HeadDim, IsCausal = true, ElementType = settings.ElementType,
+        };
+        var config = new SessionConfig { IntraOpThreads = settings.Threads };
+        var (steps, warmup, context, dtype) = (settings.Steps, settings.Warmup, settings.Context, settings.ElementType == TensorProto.Types.DataType.Float16 ? "fp16" : "fp32");
         var original = benchCase.BuildModel();
         var patched = ModelPatcher.Patch(original).Model;
         var inputs = benchCase.CreateInputs(seed: 1234);
@@ -103,17 +174,17 @@ internal static class BenchCommand
             }
         }
 
-        if (line.Flag("--json"))
+        if (json)
         {
-            var json = rows.Select(r => new Dictionary<string, object?>
+            var objects = rows.Select(r => new Dictionary<string, object?>
             {
                 ["name"] = r.Name, ["context"] = context, ["batch"] = benchCase.Batch, ["heads"] = benchCase.NumHeads,
                 ["kv_heads"] = benchCase.KvNumHeads, ["head_dim"] = benchCase.HeadDim, ["dtype"] = dtype,
                 ["median_ms"] = double.IsNaN(r.MedianMs) ? null : r.MedianMs, ["mean_ms"] = double.IsNaN(r.MeanMs) ? null : r.MeanMs,
                 ["speedup_vs_baseline"] = r.SpeedupVsBaseline, ["max_abs_diff_vs_baseline"] = r.MaxAbsDiffVsBaseline, ["note"] = r.Note,
             });
-            stdout.WriteLine(JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
-            return CliApp.Ok;
+            stdout.WriteLine(JsonSerializer.Serialize(objects, new JsonSerializerOptions { WriteIndented = true }));
+            return;
         }
         stdout.WriteLine($"decode step, context {context}, batch {benchCase.Batch}, {benchCase.NumHeads}/{benchCase.KvNumHeads} heads, D {benchCase.HeadDim}, {dtype}, " +
                          $"{(config.IntraOpThreads == 0 ? "default" : config.IntraOpThreads.ToString(CultureInfo.InvariantCulture))} threads, median of {steps} steps");
@@ -123,7 +194,6 @@ internal static class BenchCommand
             r.SpeedupVsBaseline is { } s ? s.ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-",
             r.MaxAbsDiffVsBaseline is { } d ? d.ToString("0.0e+0", CultureInfo.InvariantCulture) : (r.Note ?? "-"),
         }).ToList());
-        return CliApp.Ok;
     }
 
     private static (double[]? Ms, double[]? Output, string? Error) TimeModel(ModelProto model, Dictionary<string, OrtValue> inputs, SessionConfig config, int steps, int warmup, bool required = false)

@@ -24,6 +24,17 @@ internal static class InspectCommand
         stdout.WriteLine($"model: {path}");
         stdout.WriteLine($"  ir_version {model.IrVersion}, opset {opset?.ToString() ?? "none"}, producer {model.ProducerName} {model.ProducerVersion}".TrimEnd());
         stdout.WriteLine($"  {model.Graph.Node.Count} nodes, {model.Graph.Input.Count} inputs, {model.Graph.Output.Count} outputs");
+        var patched = model.Graph.Node.Where(n => n.Domain == SparseAttentionOp.Domain && n.OpType == SparseAttentionOp.OpType).ToList();
+        if (patched.Count > 0)
+        {
+            stdout.WriteLine($"already patched: {patched.Count} com.ortsparse.SparseAttention node(s)");
+            foreach (var node in patched)
+            {
+                var method = node.Attribute.FirstOrDefault(a => a.Name == "method")?.S.ToStringUtf8() ?? "dense";
+                var state = node.Input.Skip(SparseAttentionOp.InputIndex("past_index")).Take(2).FirstOrDefault(i => i.Length > 0);
+                stdout.WriteLine($"  {node.Name}: method {method}{(state is null ? "" : $", state input {state}")}");
+            }
+        }
         stdout.WriteLine($"attention sites: {sites.Count}");
         if (sites.Count == 0)
         {

@@ -16,10 +16,11 @@ internal static class PatchCommand
     {
         var text = new StringBuilder("""
             usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--PARAMETER value ...]
-                                   [--leave-unsupported] [--no-verify]
+                                   [--calibration CALIB] [--leave-unsupported] [--no-verify]
 
               -o, --output         where to write the patched model (never the input itself)
               --method             selection method (below)
+              --calibration CALIB  output of 'ortsparse calibrate' (loki and saap need it; hash uses it if present)
               --leave-unsupported  keep attention sites that cannot be replaced instead of failing
               --no-verify          skip loading the patched model in ONNX Runtime before writing it
 
@@ -41,7 +42,7 @@ internal static class PatchCommand
     public static int Run(string[] args, TextWriter stdout)
     {
         var parameterOptions = AllParameters.SelectMany(p => new[] { $"--{p.Name}", $"--{p.Name.Replace('_', '-')}" }).Distinct();
-        var line = CommandLine.Parse(args, ["-o", "--output", "--method", .. parameterOptions], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
+        var line = CommandLine.Parse(args, ["-o", "--output", "--method", "--calibration", .. parameterOptions], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
             stdout.WriteLine(Usage());
@@ -66,6 +67,7 @@ internal static class PatchCommand
         {
             Method = new MethodConfig { Method = line.Option("--method") ?? "dense", Parameters = parameters },
             LeaveUnsupported = line.Flag("--leave-unsupported"),
+            Calibration = line.Option("--calibration") is { } calibration ? OrtSparse.Calibration.CalibrationData.Load(calibration) : null,
         };
         try
         {

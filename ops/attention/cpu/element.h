@@ -37,6 +37,23 @@ ORTSPARSE_ALWAYS_INLINE void RowFromFloat(const float* source, int64_t count, T*
   for (int64_t i = 0; i < count; ++i) destination[i] = FromFloat<T>(source[i]);
 }
 
+// A block of cache (or state) rows as fp32: fp32 rows are read where they are, fp16 ones are
+// converted once into `scratch`, for all the queries that read the block.
+struct FloatRows {
+  const float* data;
+  int64_t stride;
+};
+
+ORTSPARSE_ALWAYS_INLINE FloatRows BlockAsFloat(const float* rows, int64_t stride, int64_t, int64_t, float*) {
+  return {rows, stride};
+}
+
+ORTSPARSE_ALWAYS_INLINE FloatRows BlockAsFloat(const Float16* rows, int64_t stride, int64_t row_count, int64_t width,
+                                               float* scratch) {
+  for (int64_t j = 0; j < row_count; ++j) RowToFloat(rows + j * stride, width, scratch + j * width);
+  return {scratch, width};
+}
+
 // Calls fn with a value of the C++ type that stores `type` (float or Float16); callers have
 // validated that `type` is one of the two.
 template <typename Fn>

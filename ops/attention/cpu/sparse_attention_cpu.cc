@@ -1,10 +1,11 @@
 #include "attention/cpu/sparse_attention_cpu.h"
 
 #include <algorithm>
+#include <vector>
 
-#include "attention/cpu/dense_attention.h"
 #include "attention/cpu/kv_cache.h"
 #include "attention/cpu/rotary.h"
+#include "attention/cpu/sparse_methods.h"
 
 namespace ortsparse::cpu {
 namespace {
@@ -63,6 +64,67 @@ void AppendCache(const AttentionInputs& inputs, const AttentionPlan& plan, bool 
   AppendToKvCache(append, runner);
 }
 
+const std::vector<int64_t>& MethodStateShape(const AttentionPlan& plan) {
+  return plan.state_output == attention::kPresentIndex ? plan.present_index_shape : plan.present_summary_shape;
+}
+
+SparseMethodParams MakeMethodParams(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
+                                    const AttentionPlan& plan, const AttentionOutputs& outputs) {
+  SparseMethodParams m;
+  m.method = plan.method;
+  m.budget = attributes.budget;
+  m.sink = attributes.sink;
+  m.window = attributes.window;
+  m.dense_below = attributes.dense_below;
+  m.page_size = attributes.page_size;
+  m.rank = plan.rank;
+  m.block_size = attributes.block_size;
+  m.gamma = attributes.gamma;
+  m.raw_query = inputs[attention::kQuery].data;
+  SetSequenceMajorStrides(plan.query_length, plan.num_heads, plan.head_size, m.raw_query_strides);
+  if (SummarisesRawKeys(plan.method)) {
+    m.raw_keys = inputs[attention::kKey].data;
+    SetSequenceMajorStrides(plan.kv_length, plan.kv_num_heads, plan.head_size, m.raw_keys_strides);
+  }
+  auto calibration = [&](int index) { return static_cast<const float*>(inputs[index].data); };
+  switch (plan.method) {
+    case SparseMethod::kLoki:
+      m.pca_basis = calibration(attention::kMethodData0);
+      break;
+    case SparseMethod::kSaap:
+      m.centroids = calibration(attention::kMethodData0);
+      m.clusters = plan.clusters;
+      m.classifier_weights = calibration(attention::kMethodData1);
+      m.classifier_bias = calibration(attention::kMethodData2);
+      m.classifier_output = calibration(attention::kMethodData3);
+      m.classifier_hidden = plan.classifier_hidden;
+      break;
+    case SparseMethod::kHash:
+      m.hash_projections = calibration(attention::kMethodData0);
+      m.hash_rounds = plan.hash_rounds;
+      m.hash_half_buckets = plan.hash_half_buckets;
+      break;
+    default:
+      break;
+  }
+  if (plan.state_output >= 0) {
+    const std::vector<int64_t>& shape = MethodStateShape(plan);
+    MethodState& state = m.state;
+    state.width = plan.state_width;
+    state.present_rows = shape[2];
+    state.present = outputs.method_state;
+    SetHeadMajorStrides(shape[1], shape[2], shape[3], state.present_strides);
+    if (plan.state_has_past) {
+      const attention::TensorInfo& past =
+          inputs[plan.state_output == attention::kPresentIndex ? attention::kPastIndex : attention::kPastSummary];
+      state.past = past.data;
+      SetHeadMajorStrides(past.shape[1], past.shape[2], past.shape[3], state.past_strides);
+      state.in_place = outputs.method_state_is_past;
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 size_t RotatedQueryBytes(const AttentionPlan& plan) {
@@ -70,15 +132,25 @@ size_t RotatedQueryBytes(const AttentionPlan& plan) {
                              DataTypeSize(plan.type));
 }
 
-Status RunSparseAttention(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
-                          const AttentionPlan& plan, const AttentionOutputs& outputs, const ParallelRunner& runner) {
+size_t MethodStateBytes(const AttentionPlan& plan) {
+  if (plan.state_output < 0) return 0;
+  size_t elements = 1;
+  for (int64_t dim : MethodStateShape(plan)) elements *= static_cast<size_t>(dim);
+  const int64_t element_size = plan.state_output == attention::kPresentIndex ? 4 : DataTypeSize(plan.type);
+  return elements * static_cast<size_t>(element_size);
+}
+
+Status PrepareSparseAttention(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
+                              const AttentionPlan& plan, const AttentionOutputs& outputs, const ParallelRunner& runner,
+                              AttentionParams* attention, SparseMethodParams* method) {
   const bool rotate = plan.rotary_dim > 0;
   const RotaryEmbedding rotary = rotate ? MakeRotary(attributes, inputs, plan) : RotaryEmbedding();
   AppendCache(inputs, plan, /*is_key=*/true, outputs.key_cache, outputs.key_cache_is_past, rotate ? &rotary : nullptr,
               runner);
   AppendCache(inputs, plan, /*is_key=*/false, outputs.value_cache, outputs.value_cache_is_past, nullptr, runner);
 
-  AttentionParams params;
+  AttentionParams& params = *attention;
+  params = AttentionParams();
   params.type = plan.type;
   params.batch = plan.batch;
   params.query_length = plan.query_length;
@@ -126,7 +198,19 @@ Status RunSparseAttention(const attention::AttentionAttributes& attributes, cons
     params.mask.row_stride = plan.mask_strides[2];
     params.mask.length = plan.mask_length;
   }
-  return DenseAttention(params, runner);
+  *method = MakeMethodParams(attributes, inputs, plan, outputs);
+  return UpdateMethodState(params, *method, runner);
+}
+
+Status RunSparseAttention(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
+                          const AttentionPlan& plan, const AttentionOutputs& outputs, const ParallelRunner& runner) {
+  AttentionParams attention;
+  SparseMethodParams method;
+  ORTSPARSE_RETURN_IF_ERROR(PrepareSparseAttention(attributes, inputs, plan, outputs, runner, &attention, &method));
+  if (outputs.selected_keys != nullptr) {
+    ORTSPARSE_RETURN_IF_ERROR(MarkSelectedKeys(attention, method, runner, plan.present_length, outputs.selected_keys));
+  }
+  return SparseAttention(attention, method, runner);
 }
 
 }  // namespace ortsparse::cpu

@@ -1,12 +1,15 @@
 // One SparseAttention step on the CPU, once PlanAttention has accepted the inputs: builds the
-// present KV cache (rotating the new keys), rotates the queries, and runs the attention kernel.
-// Independent of ONNX Runtime: the op layer passes views of its tensors, tests pass plain arrays.
+// present KV cache (rotating the new keys) and the method's state, rotates the queries, selects the
+// keys and runs the attention kernel. Independent of ONNX Runtime: the op layer passes views of its
+// tensors, tests pass plain arrays.
 #pragma once
 
 #include <cstddef>
 
 #include "attention/attention_validation.h"
+#include "ortsparse/attention_params.h"
 #include "ortsparse/parallel.h"
+#include "ortsparse/sparse_method_params.h"
 #include "ortsparse/status.h"
 
 namespace ortsparse::cpu {
@@ -20,11 +23,26 @@ struct AttentionOutputs {
   void* value_cache = nullptr;
   bool value_cache_is_past = false;
   void* rotated_query = nullptr;  // RotatedQueryBytes(plan) of scratch, with do_rotary only
+  // The state of a method that keeps one (plan.state_output), plan.present_{index,summary}_shape:
+  // the output, or MethodStateBytes(plan) of scratch.
+  void* method_state = nullptr;
+  bool method_state_is_past = false;  // method_state is the past state's buffer: update in place
+  // Diagnostics, decode steps only: [B, Hkv, 1, T_cap], true for the keys each KV head's group reads.
+  bool* selected_keys = nullptr;
 };
 
 size_t RotatedQueryBytes(const attention::AttentionPlan& plan);
+size_t MethodStateBytes(const attention::AttentionPlan& plan);
 
-// Reads the inputs' data through inputs[i].data. Inputs are never written.
+// Everything but the attention: writes the present caches and the method state, rotates the
+// queries, and describes the step to the kernels in `attention` and `method` (views of `inputs` and
+// `outputs`). Reads the inputs' data through inputs[i].data; inputs are never written.
+Status PrepareSparseAttention(const attention::AttentionAttributes& attributes,
+                              const attention::AttentionInputs& inputs, const attention::AttentionPlan& plan,
+                              const AttentionOutputs& outputs, const ParallelRunner& runner,
+                              AttentionParams* attention, SparseMethodParams* method);
+
+// PrepareSparseAttention, then the method's attention (SparseAttention).
 Status RunSparseAttention(const attention::AttentionAttributes& attributes, const attention::AttentionInputs& inputs,
                           const attention::AttentionPlan& plan, const AttentionOutputs& outputs,
                           const ParallelRunner& runner);

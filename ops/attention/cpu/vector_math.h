@@ -33,9 +33,11 @@ ORTSPARSE_ALWAYS_INLINE float Dot(const float* a, const float* b, int64_t count)
 // kernels, pairs of SSE registers in the baseline ones). A view of unaligned memory that may alias
 // float arrays: `*AsVec8(p)` loads or stores p[0..8) with no alignment requirement.
 typedef float Vec8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float Vec4 __attribute__((vector_size(16), aligned(4), may_alias));
 
 ORTSPARSE_ALWAYS_INLINE Vec8* AsVec8(float* p) { return reinterpret_cast<Vec8*>(p); }
 ORTSPARSE_ALWAYS_INLINE const Vec8* AsVec8(const float* p) { return reinterpret_cast<const Vec8*>(p); }
+ORTSPARSE_ALWAYS_INLINE Vec4* AsVec4(float* p) { return reinterpret_cast<Vec4*>(p); }
 
 // out = {a0+a1, a2+a3, b0+b1, b2+b3, a4+a5, a6+a7, b4+b5, b6+b7}, the order of x86's hadd.
 ORTSPARSE_ALWAYS_INLINE void AddAdjacentPairs(const Vec8& a, const Vec8& b, Vec8& out) {
@@ -49,20 +51,22 @@ ORTSPARSE_ALWAYS_INLINE void AddAdjacentPairs(const Vec8& a, const Vec8& b, Vec8
 #endif
 }
 
-// out[0..4) = the sums of the eight lanes of a, b, c and d: a transposing tree of pairwise adds,
-// instead of four separate horizontal reductions.
-ORTSPARSE_ALWAYS_INLINE void SumLanesOfFour(const Vec8& a, const Vec8& b, const Vec8& c, const Vec8& d, float* out) {
+// The sums of the eight lanes of a, b, c and d: a transposing tree of pairwise adds, instead of
+// four separate horizontal reductions.
+ORTSPARSE_ALWAYS_INLINE Vec4 SumLanesOfFour(const Vec8& a, const Vec8& b, const Vec8& c, const Vec8& d) {
   Vec8 ab, cd, abcd;
   AddAdjacentPairs(a, b, ab);
   AddAdjacentPairs(c, d, cd);
   AddAdjacentPairs(ab, cd, abcd);  // {a, b, c, d} partial sums of lanes 0-3, then of lanes 4-7
-  for (int i = 0; i < 4; ++i) out[i] = abcd[i] + abcd[i + 4];
+  Vec4 low, high;  // the halves as vectors: one add, not four scalar extracts
+  std::memcpy(&low, &abcd, sizeof(low));
+  std::memcpy(&high, reinterpret_cast<const char*>(&abcd) + sizeof(low), sizeof(high));
+  return low + high;
 }
 
-// out[r] = q . rows[r * row_stride, :] for r < 4. Eight independent accumulators (two per row)
-// hide the FMA latency a single dot product is bound by, and q is loaded once for the four rows.
-ORTSPARSE_ALWAYS_INLINE void DotFourRows(const float* q, const float* rows, int64_t row_stride, int64_t count,
-                                         float* out) {
+// {q . rows[r * row_stride, :] for r < 4}. Eight independent accumulators (two per row) hide the
+// FMA latency a single dot product is bound by, and q is loaded once for the four rows.
+ORTSPARSE_ALWAYS_INLINE Vec4 DotFourRows(const float* q, const float* rows, int64_t row_stride, int64_t count) {
   const float* r0 = rows;
   const float* r1 = r0 + row_stride;
   const float* r2 = r1 + row_stride;
@@ -80,20 +84,21 @@ ORTSPARSE_ALWAYS_INLINE void DotFourRows(const float* q, const float* rows, int6
     d0 += x0 * *AsVec8(r3 + i);
     d1 += x1 * *AsVec8(r3 + i + 8);
   }
-  SumLanesOfFour(a0 + a1, b0 + b1, c0 + c1, d0 + d1, out);
+  Vec4 dots = SumLanesOfFour(a0 + a1, b0 + b1, c0 + c1, d0 + d1);
   for (; i < count; ++i) {
-    out[0] += q[i] * r0[i];
-    out[1] += q[i] * r1[i];
-    out[2] += q[i] * r2[i];
-    out[3] += q[i] * r3[i];
+    dots[0] += q[i] * r0[i];
+    dots[1] += q[i] * r1[i];
+    dots[2] += q[i] * r2[i];
+    dots[3] += q[i] * r3[i];
   }
+  return dots;
 }
 
 // out[r] = q . rows[r * row_stride, :] for r < row_count.
 ORTSPARSE_ALWAYS_INLINE void DotRows(const float* q, const float* rows, int64_t row_stride, int64_t row_count,
                                      int64_t count, float* out) {
   int64_t r = 0;
-  for (; r + 4 <= row_count; r += 4) DotFourRows(q, rows + r * row_stride, row_stride, count, out + r);
+  for (; r + 4 <= row_count; r += 4) *AsVec4(out + r) = DotFourRows(q, rows + r * row_stride, row_stride, count);
   for (; r < row_count; ++r) out[r] = Dot(q, rows + r * row_stride, count);
 }
 

@@ -20,8 +20,26 @@ struct AttentionMask {
   int64_t length = 0;  // L, the number of columns; the column stride is 1
 };
 
+// Cache positions [begin, end).
+struct KeySpan {
+  int32_t begin = 0;
+  int32_t end = 0;
+};
+
+// The keys a sparse method selected. The work is cut into tiles of (sequence b, heads_per_tile
+// adjacent query heads, rows_per_tile query rows), numbered
+//   tile = (b * (Hq / heads_per_tile) + head_tile) * ceil(S / rows_per_tile) + row_tile;
+// tile t attends the keys of spans[span_offsets[t], span_offsets[t + 1]), sorted and disjoint, and
+// each of its rows only those among them that it may see.
+struct KeySelection {
+  int64_t heads_per_tile = 0;  // the group of one KV head (Hq / Hkv), or 1
+  int64_t rows_per_tile = 0;
+  const int64_t* span_offsets = nullptr;  // [tile count + 1]
+  const KeySpan* spans = nullptr;
+};
+
 // out[b, i, h, :] = softmax(scale * q[b, i, h, :] · K[b, h / group, j, :] (+ softcap, mask)) · V[...]
-// for the keys j that row i of sequence b may see.
+// for the keys j that row i of sequence b may see (and that the selection holds, if any).
 struct AttentionParams {
   DataType type = DataType::kFloat32;  // storage of query, caches, output and an additive mask
   int64_t batch = 0;                   // B
@@ -51,6 +69,7 @@ struct AttentionParams {
   bool causal = true;          // row i sees keys j <= past + i
   int64_t local_window = -1;   // > 0: row i also needs j > past + i - local_window
   AttentionMask mask;
+  const KeySelection* selection = nullptr;  // null: every visible key (dense attention)
 };
 
 // Rotary embedding tables and the positions they are looked up at.

@@ -1,15 +1,17 @@
-#include "attention/cpu/dense_attention.h"
+#include "attention/cpu/exact_attention.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <vector>
 
 #include "attention/cpu/cpu_features.h"
 #include "attention/cpu/element.h"
+#include "attention/cpu/key_range.h"
 #include "attention/cpu/vector_math.h"
 
 namespace ortsparse::cpu {
@@ -21,18 +23,15 @@ constexpr int64_t kMinChunkKeys = 256;       // flash-decoding chunks no shorter
 constexpr int64_t kTargetWorkItems = 64;     // enough items to balance a pool of a few dozen threads
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
 
-struct KeyRange {
-  int64_t begin = 0;
-  int64_t end = 0;
-  bool empty() const { return begin >= end; }
-};
-
-// How the work is cut: tiles of (sequence b, KV head, block of query rows), each split into the
-// same number of key chunks. A tile's query vectors are its rows times the heads of the group.
+// How the work is cut: tiles of (sequence b, query heads sharing a key set, block of query rows),
+// numbered as KeySelection describes, each split into the same number of key chunks. A tile's
+// query vectors are its rows times its heads. Dense tiles take a KV head's whole group.
 struct WorkLayout {
-  int64_t group_size = 0;
+  int64_t group_size = 0;      // query heads per KV head
+  int64_t heads_per_tile = 0;  // group_size, or 1 for a selection made per query head
+  int64_t head_tiles = 0;      // per sequence
   int64_t rows_per_tile = 0;
-  int64_t row_tiles = 0;  // per (b, KV head)
+  int64_t row_tiles = 0;  // per (b, head tile)
   int64_t tile_count = 0;
   int64_t chunks_per_tile = 0;
   int64_t vectors_per_tile = 0;
@@ -58,62 +57,87 @@ struct Job {
   T* output() const { return static_cast<T*>(params.output); }
 };
 
-// Keys that query row `row` of sequence `b` may see; empty for rows past valid_query_rows[b].
-// Both ends are non-decreasing in `row`.
-KeyRange VisibleKeys(const AttentionParams& p, int64_t b, int64_t row) {
-  if (row >= p.valid_query_rows[b]) return {};
-  const int64_t position = p.past_lengths[b] + row;
-  int64_t end = p.key_counts[b];
-  if (p.mask.data != nullptr) end = std::min(end, p.mask.length);
-  if (p.causal) end = std::min(end, position + 1);
-  const int64_t begin = p.local_window > 0 ? std::max<int64_t>(0, position - p.local_window + 1) : 0;
-  return {begin, std::max(begin, end)};
-}
-
+// A tile's keys, as a list of spans; the chunks of a tile split the list, not the positions.
 struct Tile {
   int64_t batch;
   int64_t kv_head;
+  int64_t first_head;
   int64_t row_begin;
   int64_t row_end;
-  KeyRange keys;  // union of the rows' visible keys
+  const KeySpan* spans;  // the selection's, or &dense_keys
+  int64_t span_count;
+  int64_t key_count;    // keys in all spans
+  KeySpan dense_keys;   // without a selection: the union of the rows' visible keys
 };
 
-Tile DescribeTile(const AttentionParams& p, const WorkLayout& layout, int64_t tile_index) {
-  Tile tile;
-  tile.batch = tile_index / (p.kv_num_heads * layout.row_tiles);
-  tile.kv_head = tile_index / layout.row_tiles % p.kv_num_heads;
-  tile.row_begin = tile_index % layout.row_tiles * layout.rows_per_tile;
-  tile.row_end = std::min(tile.row_begin + layout.rows_per_tile, p.query_length);
-  tile.keys = {std::numeric_limits<int64_t>::max(), 0};
-  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-    const KeyRange visible = VisibleKeys(p, tile.batch, row);
-    if (visible.empty()) continue;
-    tile.keys.begin = std::min(tile.keys.begin, visible.begin);
-    tile.keys.end = std::max(tile.keys.end, visible.end);
+// Tile and its selected keys; the spans point into `tile` itself for dense attention, so a Tile
+// is filled in place and never copied.
+void DescribeTile(const AttentionParams& p, const WorkLayout& layout, int64_t tile_index, Tile* tile) {
+  tile->batch = tile_index / (layout.head_tiles * layout.row_tiles);
+  tile->first_head = tile_index / layout.row_tiles % layout.head_tiles * layout.heads_per_tile;
+  tile->kv_head = tile->first_head / layout.group_size;
+  tile->row_begin = tile_index % layout.row_tiles * layout.rows_per_tile;
+  tile->row_end = std::min(tile->row_begin + layout.rows_per_tile, p.query_length);
+  if (p.selection != nullptr) {
+    const int64_t first = p.selection->span_offsets[tile_index];
+    tile->spans = p.selection->spans + first;
+    tile->span_count = p.selection->span_offsets[tile_index + 1] - first;
+    tile->key_count = 0;
+    for (int64_t s = 0; s < tile->span_count; ++s) tile->key_count += tile->spans[s].end - tile->spans[s].begin;
+    return;
   }
-  if (tile.keys.empty()) tile.keys = {};
-  return tile;
+  KeyRange keys = {std::numeric_limits<int64_t>::max(), 0};
+  for (int64_t row = tile->row_begin; row < tile->row_end; ++row) {
+    const KeyRange visible = VisibleKeys(p, tile->batch, row);
+    if (visible.empty()) continue;
+    keys.begin = std::min(keys.begin, visible.begin);
+    keys.end = std::max(keys.end, visible.end);
+  }
+  if (keys.empty()) keys = {};
+  tile->dense_keys = {static_cast<int32_t>(keys.begin), static_cast<int32_t>(keys.end)};
+  tile->spans = &tile->dense_keys;
+  tile->span_count = 1;
+  tile->key_count = keys.end - keys.begin;
 }
 
-KeyRange ChunkOf(const KeyRange& keys, int64_t chunk, int64_t chunk_count) {
-  const int64_t length = (keys.end - keys.begin + chunk_count - 1) / chunk_count;
-  const int64_t begin = std::min(keys.end, keys.begin + chunk * length);
-  return {begin, std::min(keys.end, begin + length)};
+// Chunk `chunk` of a tile, as a range of indices into its list of keys.
+KeyRange ChunkOf(int64_t key_count, int64_t chunk, int64_t chunk_count) {
+  const int64_t length = (key_count + chunk_count - 1) / chunk_count;
+  const int64_t begin = std::min(key_count, chunk * length);
+  return {begin, std::min(key_count, begin + length)};
 }
 
 WorkLayout PlanWork(const AttentionParams& p) {
   WorkLayout layout;
   layout.group_size = p.num_heads / p.kv_num_heads;
-  layout.rows_per_tile = std::max<int64_t>(1, std::min(p.query_length, kTileQueryVectors / layout.group_size));
+  if (p.selection != nullptr) {
+    layout.heads_per_tile = p.selection->heads_per_tile;
+    layout.rows_per_tile = p.selection->rows_per_tile;
+  } else {
+    layout.heads_per_tile = layout.group_size;
+    layout.rows_per_tile = std::max<int64_t>(1, std::min(p.query_length, kTileQueryVectors / layout.group_size));
+  }
+  layout.head_tiles = p.num_heads / layout.heads_per_tile;
   layout.row_tiles = (p.query_length + layout.rows_per_tile - 1) / layout.rows_per_tile;
-  layout.tile_count = p.batch * p.kv_num_heads * layout.row_tiles;
-  layout.vectors_per_tile = layout.rows_per_tile * layout.group_size;
-  int64_t longest_cache = 0;
-  for (int64_t b = 0; b < p.batch; ++b) longest_cache = std::max<int64_t>(longest_cache, p.key_counts[b]);
+  layout.tile_count = p.batch * layout.head_tiles * layout.row_tiles;
+  layout.vectors_per_tile = layout.rows_per_tile * layout.heads_per_tile;
+  int64_t longest_tile = 0;
+  if (p.selection != nullptr) {
+    const KeySpan* spans = p.selection->spans;
+    for (int64_t t = 0; t < layout.tile_count; ++t) {
+      int64_t keys = 0;
+      for (int64_t s = p.selection->span_offsets[t]; s < p.selection->span_offsets[t + 1]; ++s) {
+        keys += spans[s].end - spans[s].begin;
+      }
+      longest_tile = std::max(longest_tile, keys);
+    }
+  } else {
+    for (int64_t b = 0; b < p.batch; ++b) longest_tile = std::max<int64_t>(longest_tile, p.key_counts[b]);
+  }
   layout.chunks_per_tile = 1;
   if (layout.tile_count > 0 && layout.tile_count < kTargetWorkItems) {
     const int64_t wanted = (kTargetWorkItems + layout.tile_count - 1) / layout.tile_count;
-    layout.chunks_per_tile = std::max<int64_t>(1, std::min(wanted, longest_cache / kMinChunkKeys));
+    layout.chunks_per_tile = std::max<int64_t>(1, std::min(wanted, longest_tile / kMinChunkKeys));
   }
   return layout;
 }
@@ -151,23 +175,6 @@ struct Workspace {
   }
 };
 
-// A block of cache rows as fp32: fp32 caches are read where they are, fp16 ones are converted
-// once per block for the whole group of query heads.
-struct FloatRows {
-  const float* data;
-  int64_t stride;
-};
-
-ORTSPARSE_ALWAYS_INLINE FloatRows BlockAsFloat(const float* rows, int64_t stride, int64_t, int64_t, float*) {
-  return {rows, stride};
-}
-
-ORTSPARSE_ALWAYS_INLINE FloatRows BlockAsFloat(const Float16* rows, int64_t stride, int64_t row_count, int64_t width,
-                                               float* scratch) {
-  for (int64_t j = 0; j < row_count; ++j) RowToFloat(rows + j * stride, width, scratch + j * width);
-  return {scratch, width};
-}
-
 template <typename Mask>
 ORTSPARSE_ALWAYS_INLINE void AddMask(const Mask* mask_row, int64_t count, float* scores) {
   for (int64_t j = 0; j < count; ++j) scores[j] += ToFloat(mask_row[j]);
@@ -193,6 +200,109 @@ ORTSPARSE_ALWAYS_INLINE void ApplyMask(const AttentionMask& mask, int64_t b, int
   }
 }
 
+// A run of consecutive cache positions inside a key block: positions [position, position + count)
+// sit in the block's slots [slot, slot + count).
+struct BlockPiece {
+  int64_t position;
+  int64_t count;
+  int64_t slot;
+};
+
+// Copies the pieces' key and value rows, as fp32, into consecutive slots of the workspace blocks.
+// Scattered rows defeat the hardware prefetchers, so both rows of a key are asked for a few keys
+// ahead of their copy.
+template <typename T>
+ORTSPARSE_ALWAYS_INLINE void GatherAsFloat(const T* key_rows, int64_t key_stride, int64_t key_width,
+                                           const T* value_rows, int64_t value_stride, int64_t value_width,
+                                           const BlockPiece* pieces, int64_t piece_count, float* key_block,
+                                           float* value_block) {
+  constexpr int64_t kPrefetchKeys = 12;
+  constexpr int64_t kLineElements = 64 / sizeof(T);
+  int64_t ahead_piece = 0, ahead_row = 0;  // the key asked for next
+  auto prefetch_next = [&] {
+    if (ahead_piece == piece_count) return;
+    const int64_t position = pieces[ahead_piece].position + ahead_row;
+    for (int64_t e = 0; e < key_width; e += kLineElements) __builtin_prefetch(key_rows + position * key_stride + e);
+    for (int64_t e = 0; e < value_width; e += kLineElements) __builtin_prefetch(value_rows + position * value_stride + e);
+    if (++ahead_row == pieces[ahead_piece].count) {
+      ++ahead_piece;
+      ahead_row = 0;
+    }
+  };
+  for (int64_t i = 0; i < kPrefetchKeys; ++i) prefetch_next();
+  for (int64_t p = 0; p < piece_count; ++p) {
+    for (int64_t j = 0; j < pieces[p].count; ++j) {
+      prefetch_next();
+      const int64_t position = pieces[p].position + j, slot = pieces[p].slot + j;
+      RowToFloat(key_rows + position * key_stride, key_width, key_block + slot * key_width);
+      RowToFloat(value_rows + position * value_stride, value_width, value_block + slot * value_width);
+    }
+  }
+}
+
+// Walks one chunk of a tile's list of keys, a block of up to kKeyBlock keys at a time.
+class KeyCursor {
+ public:
+  KeyCursor(const Tile& tile, KeyRange chunk) : tile_(tile), done_(chunk.begin), end_(chunk.end) {
+    if (chunk.empty()) return;
+    int64_t listed = 0;  // keys in the spans before span_
+    while (listed + (tile.spans[span_].end - tile.spans[span_].begin) <= chunk.begin) {
+      listed += tile.spans[span_].end - tile.spans[span_].begin;
+      ++span_;
+    }
+    position_ = tile.spans[span_].begin + (chunk.begin - listed);
+  }
+
+  // Fills `pieces` with the next block and returns its size, 0 at the end.
+  int64_t NextBlock(BlockPiece* pieces, int64_t* piece_count) {
+    *piece_count = 0;
+    int64_t size = 0;
+    while (size < kKeyBlock && done_ < end_) {
+      const int64_t take = std::min({tile_.spans[span_].end - position_, kKeyBlock - size, end_ - done_});
+      pieces[(*piece_count)++] = {position_, take, size};
+      size += take;
+      done_ += take;
+      position_ += take;
+      if (position_ == tile_.spans[span_].end && span_ + 1 < tile_.span_count) position_ = tile_.spans[++span_].begin;
+    }
+    return size;
+  }
+
+ private:
+  const Tile& tile_;
+  int64_t done_;
+  int64_t end_;
+  int64_t span_ = 0;
+  int64_t position_ = 0;
+};
+
+// The slots of a block whose positions lie in `visible`: one run, as the pieces are sorted.
+ORTSPARSE_ALWAYS_INLINE KeyRange VisibleSlots(const BlockPiece* pieces, int64_t piece_count, KeyRange visible) {
+  KeyRange slots = {0, 0};
+  int64_t p = 0;
+  while (p < piece_count && pieces[p].position + pieces[p].count <= visible.begin) ++p;
+  if (p == piece_count) return slots;
+  slots.begin = pieces[p].slot + std::max<int64_t>(0, visible.begin - pieces[p].position);
+  int64_t last = piece_count - 1;
+  while (last >= p && pieces[last].position >= visible.end) --last;
+  if (last < p) return {};
+  slots.end = pieces[last].slot + std::min(pieces[last].count, visible.end - pieces[last].position);
+  return slots;
+}
+
+// Adds the mask of (b, head, row) to the scores of slots [slots.begin, slots.end).
+ORTSPARSE_ALWAYS_INLINE void ApplyMaskToSlots(const AttentionMask& mask, int64_t b, int64_t head, int64_t row,
+                                              const BlockPiece* pieces, int64_t piece_count, KeyRange slots,
+                                              float* scores) {
+  for (int64_t p = 0; p < piece_count; ++p) {
+    const int64_t begin = std::max(slots.begin, pieces[p].slot);
+    const int64_t end = std::min(slots.end, pieces[p].slot + pieces[p].count);
+    if (begin >= end) continue;
+    ApplyMask(mask, b, head, row, pieces[p].position + (begin - pieces[p].slot), end - begin,
+              scores + (begin - slots.begin));
+  }
+}
+
 // Folds one block of scores into a query vector's online-softmax state.
 ORTSPARSE_ALWAYS_INLINE void AccumulateBlock(float* scores, int64_t count, FloatRows values, int64_t v_head_size,
                                              float* maximum, float* sum, float* accumulator) {
@@ -210,12 +320,14 @@ ORTSPARSE_ALWAYS_INLINE void AccumulateBlock(float* scores, int64_t count, Float
   AccumulateWeightedRows(scores, values.data, values.stride, count, v_head_size, accumulator);
 }
 
-// The hot loop: one chunk of keys of one tile, leaving every query vector's state in `ws`.
+// The hot loop: one chunk of keys of one tile, leaving every query vector's state in `ws`. Keys
+// come in blocks of up to kKeyBlock: one run of positions is read where it lies (converted once if
+// fp16), several runs (a selection) are gathered into the workspace first.
 template <typename T>
 ORTSPARSE_ALWAYS_INLINE void AttendChunkBody(const Job<T>& job, const Tile& tile, KeyRange chunk, const Workspace& ws) {
   const AttentionParams& p = job.params;
-  const int64_t group = job.layout.group_size;
-  const int64_t first_head = tile.kv_head * group;
+  const int64_t group = job.layout.heads_per_tile;
+  const int64_t first_head = tile.first_head;
   const int64_t D = p.head_size;
   const int64_t Dv = p.v_head_size;
   const int64_t vectors = (tile.row_end - tile.row_begin) * group;
@@ -236,27 +348,36 @@ ORTSPARSE_ALWAYS_INLINE void AttendChunkBody(const Job<T>& job, const Tile& tile
 
   const T* key_rows = job.keys() + tile.batch * p.key_strides[0] + tile.kv_head * p.key_strides[1];
   const T* value_rows = job.values() + tile.batch * p.value_strides[0] + tile.kv_head * p.value_strides[1];
-  for (int64_t block_begin = chunk.begin; block_begin < chunk.end; block_begin += kKeyBlock) {
-    const int64_t block_end = std::min(chunk.end, block_begin + kKeyBlock);
-    const FloatRows keys = BlockAsFloat(key_rows + block_begin * p.key_strides[2], p.key_strides[2],
-                                        block_end - block_begin, D, ws.key_block);
-    const FloatRows values = BlockAsFloat(value_rows + block_begin * p.value_strides[2], p.value_strides[2],
-                                          block_end - block_begin, Dv, ws.value_block);
+  KeyCursor cursor(tile, chunk);
+  BlockPiece pieces[kKeyBlock];
+  int64_t piece_count = 0;
+  for (int64_t block_size; (block_size = cursor.NextBlock(pieces, &piece_count)) > 0;) {
+    FloatRows keys{ws.key_block, D};
+    FloatRows values{ws.value_block, Dv};
+    if (piece_count == 1) {
+      keys = BlockAsFloat(key_rows + pieces[0].position * p.key_strides[2], p.key_strides[2], block_size, D,
+                          ws.key_block);
+      values = BlockAsFloat(value_rows + pieces[0].position * p.value_strides[2], p.value_strides[2], block_size, Dv,
+                            ws.value_block);
+    } else {
+      GatherAsFloat(key_rows, p.key_strides[2], D, value_rows, p.value_strides[2], Dv, pieces, piece_count, ws.key_block,
+                    ws.value_block);
+    }
     for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-      const KeyRange visible = VisibleKeys(p, tile.batch, row);
-      const int64_t begin = std::max(block_begin, visible.begin);
-      const int64_t end = std::min(block_end, visible.end);
-      if (begin >= end) continue;
-      const int64_t count = end - begin;
+      const KeyRange slots = VisibleSlots(pieces, piece_count, VisibleKeys(p, tile.batch, row));
+      if (slots.empty()) continue;
+      const int64_t count = slots.end - slots.begin;
       for (int64_t g = 0; g < group; ++g) {
         const int64_t vector = (row - tile.row_begin) * group + g;
         const float* q = ws.queries + vector * D;
-        DotRows(q, keys.data + (begin - block_begin) * keys.stride, keys.stride, count, D, ws.scores);
+        DotRows(q, keys.data + slots.begin * keys.stride, keys.stride, count, D, ws.scores);
         if (p.softcap > 0.0f) {
           for (int64_t j = 0; j < count; ++j) ws.scores[j] = p.softcap * std::tanh(ws.scores[j] / p.softcap);
         }
-        if (p.mask.data != nullptr) ApplyMask(p.mask, tile.batch, first_head + g, row, begin, count, ws.scores);
-        const FloatRows visible_values{values.data + (begin - block_begin) * values.stride, values.stride};
+        if (p.mask.data != nullptr) {
+          ApplyMaskToSlots(p.mask, tile.batch, first_head + g, row, pieces, piece_count, slots, ws.scores);
+        }
+        const FloatRows visible_values{values.data + slots.begin * values.stride, values.stride};
         AccumulateBlock(ws.scores, count, visible_values, Dv, ws.maxima + vector, ws.sums + vector,
                         ws.accumulators + vector * Dv);
       }
@@ -280,7 +401,7 @@ void WriteOutputRow(const Job<T>& job, const Tile& tile, int64_t row, int64_t g,
                     float sum) {
   const AttentionParams& p = job.params;
   T* out = job.output() + tile.batch * p.output_strides[0] + row * p.output_strides[1] +
-           (tile.kv_head * job.layout.group_size + g) * p.output_strides[2];
+           (tile.first_head + g) * p.output_strides[2];
   const float inverse = sum > 0.0f ? 1.0f / sum : 0.0f;  // a row that saw no key produces zeros
   for (int64_t d = 0; d < p.v_head_size; ++d) out[d] = FromFloat<T>(accumulator[d] * inverse);
 }
@@ -288,7 +409,8 @@ void WriteOutputRow(const Job<T>& job, const Tile& tile, int64_t row, int64_t g,
 template <typename T>
 void RunChunk(Job<T>& job, int64_t tile_index, int64_t chunk_index) {
   const AttentionParams& p = job.params;
-  const Tile tile = DescribeTile(p, job.layout, tile_index);
+  Tile tile;
+  DescribeTile(p, job.layout, tile_index, &tile);
   Workspace ws;
   try {
     ws = Workspace::ForThisThread(p, job.layout);
@@ -296,14 +418,14 @@ void RunChunk(Job<T>& job, int64_t tile_index, int64_t chunk_index) {
     job.out_of_memory = true;
     return;
   }
-  const KeyRange chunk = ChunkOf(tile.keys, chunk_index, job.layout.chunks_per_tile);
+  const KeyRange chunk = ChunkOf(tile.key_count, chunk_index, job.layout.chunks_per_tile);
   if (UseAvx2FmaKernels()) {
     AttendChunkAvx2(job, tile, chunk, ws);
   } else {
     AttendChunkBaseline(job, tile, chunk, ws);
   }
 
-  const int64_t group = job.layout.group_size;
+  const int64_t group = job.layout.heads_per_tile;
   const int64_t vectors = (tile.row_end - tile.row_begin) * group;
   if (job.partials == nullptr) {
     for (int64_t vector = 0; vector < vectors; ++vector) {
@@ -327,12 +449,13 @@ void RunChunk(Job<T>& job, int64_t tile_index, int64_t chunk_index) {
 template <typename T>
 void CombineChunks(Job<T>& job, int64_t tile_index) {
   const AttentionParams& p = job.params;
-  const Tile tile = DescribeTile(p, job.layout, tile_index);
+  Tile tile;
+  DescribeTile(p, job.layout, tile_index, &tile);
   const int64_t Dv = p.v_head_size;
   const int64_t record_stride = PartialLayout{Dv}.stride();
   const int64_t chunks = job.layout.chunks_per_tile;
   const int64_t chunk_stride = job.layout.vectors_per_tile * record_stride;
-  const int64_t group = job.layout.group_size;
+  const int64_t group = job.layout.heads_per_tile;
   const int64_t vectors = (tile.row_end - tile.row_begin) * group;
   for (int64_t vector = 0; vector < vectors; ++vector) {
     // The first chunk's record becomes the merged one.
@@ -356,14 +479,14 @@ void CombineChunks(Job<T>& job, int64_t tile_index) {
 }
 
 template <typename T>
-Status RunDenseAttention(const AttentionParams& p, const ParallelRunner& runner) {
+Status RunExactAttention(const AttentionParams& p, const ParallelRunner& runner) {
   Job<T> job{p, PlanWork(p), nullptr};
   const WorkLayout& layout = job.layout;
-  std::vector<float> partials;
+  std::unique_ptr<float[]> partials;  // every chunk writes its records before they are merged
   if (layout.chunks_per_tile > 1) {
-    partials.resize(static_cast<size_t>(layout.tile_count * layout.chunks_per_tile * layout.vectors_per_tile *
-                                        PartialLayout{p.v_head_size}.stride()));
-    job.partials = partials.data();
+    partials.reset(new float[static_cast<size_t>(layout.tile_count * layout.chunks_per_tile *
+                                                 layout.vectors_per_tile * PartialLayout{p.v_head_size}.stride())]);
+    job.partials = partials.get();
   }
   auto run_chunk = [&job](size_t item) {
     RunChunk(job, static_cast<int64_t>(item) / job.layout.chunks_per_tile,
@@ -380,9 +503,9 @@ Status RunDenseAttention(const AttentionParams& p, const ParallelRunner& runner)
 
 }  // namespace
 
-Status DenseAttention(const AttentionParams& params, const ParallelRunner& runner) {
+Status ExactAttention(const AttentionParams& params, const ParallelRunner& runner) {
   return VisitAttentionType(params.type, [&](auto element) {
-    return RunDenseAttention<decltype(element)>(params, runner);
+    return RunExactAttention<decltype(element)>(params, runner);
   });
 }
 

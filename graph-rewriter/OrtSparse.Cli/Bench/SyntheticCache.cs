@@ -1,0 +1,161 @@
+namespace OrtSparse.Cli.Bench;
+
+/// <summary>
+/// Inputs for one decode step over a long cache, shaped like real keys: per KV head, keys and
+/// queries are drawn in a random orthonormal basis with decaying variances (real keys have low
+/// effective rank), and a few needle keys at random middle positions point along the group's
+/// queries so that they dominate its attention. Values are uniform in [-1, 1).
+/// </summary>
+public sealed class SyntheticCache
+{
+    /// <summary>[B, 1, Hq·D] the decode query.</summary>
+    public required float[] Query { get; init; }
+
+    /// <summary>[B, 1, Hkv·D] the new key.</summary>
+    public required float[] NewKey { get; init; }
+
+    /// <summary>[B, 1, Hkv·D] the new value.</summary>
+    public required float[] NewValue { get; init; }
+
+    /// <summary>[B, Hkv, T, D] the cache, T = context, its last slot free for the new key.</summary>
+    public required float[] Keys { get; init; }
+
+    /// <summary>[B, Hkv, T, D] the value cache.</summary>
+    public required float[] Values { get; init; }
+
+    /// <summary>Needle positions per (b, kv head).</summary>
+    public required int[][] Needles { get; init; }
+
+    /// <summary>Draws the cache for a case of decode shape.</summary>
+    /// <param name="batch">B.</param>
+    /// <param name="context">T, the cache length after the step.</param>
+    /// <param name="heads">Hq.</param>
+    /// <param name="kvHeads">Hkv.</param>
+    /// <param name="headDim">D.</param>
+    /// <param name="needles">Needles per (b, kv head).</param>
+    /// <param name="seed">Random seed.</param>
+    public static SyntheticCache Create(int batch, int context, int heads, int kvHeads, int headDim, int needles, int seed)
+    {
+        var random = new Random(seed);
+        int group = heads / kvHeads, d = headDim;
+        var past = context - 1;
+        var query = new float[batch * heads * d];
+        var newKey = new float[batch * kvHeads * d];
+        var newValue = new float[batch * kvHeads * d];
+        var keys = new float[(long)batch * kvHeads * context * d];
+        var values = new float[(long)batch * kvHeads * context * d];
+        var needlePositions = new int[batch * kvHeads][];
+        // Variances decay so that about 60% of the dimensions hold 90% of the energy.
+        var spread = Enumerable.Range(0, d).Select(i => MathF.Exp(-i / (0.35f * d))).ToArray();
+        for (var b = 0; b < batch; b++)
+        {
+            for (var g = 0; g < kvHeads; g++)
+            {
+                var basis = RandomOrthonormal(d, random);
+                var cache = ((long)b * kvHeads + g) * context * d;
+                var draw = new float[d];
+                void Sample(Span<float> target)
+                {
+                    for (var i = 0; i < d; i++)
+                    {
+                        draw[i] = Gaussian(random) * spread[i];
+                    }
+                    for (var i = 0; i < d; i++)
+                    {
+                        float sum = 0;
+                        for (var k = 0; k < d; k++)
+                        {
+                            sum += basis[k * d + i] * draw[k];
+                        }
+                        target[i] = sum;
+                    }
+                }
+                for (var t = 0; t < past; t++)
+                {
+                    Sample(keys.AsSpan((int)(cache + (long)t * d), d));
+                }
+                Sample(newKey.AsSpan((b * kvHeads + g) * d, d));
+                var direction = new float[d];
+                for (var member = 0; member < group; member++)
+                {
+                    var q = query.AsSpan((b * heads + g * group + member) * d, d);
+                    Sample(q);
+                    for (var i = 0; i < d; i++)
+                    {
+                        direction[i] += q[i];
+                    }
+                }
+                // Needles lie along the group's summed query u, scaled so that each head scores them
+                // about 15 above the typical key (scale = 1/√D): e^15 outweighs a million ordinary keys.
+                var norm = MathF.Sqrt(direction.Sum(x => x * x));
+                float alignment = 0;
+                for (var member = 0; member < group; member++)
+                {
+                    var q = query.AsSpan((b * heads + g * group + member) * d, d);
+                    for (var i = 0; i < d; i++)
+                    {
+                        alignment += q[i] * direction[i] / norm / group;
+                    }
+                }
+                var length = 15f * MathF.Sqrt(d) / MathF.Max(alignment, 1e-3f);
+                var positions = new HashSet<int>();
+                while (positions.Count < Math.Min(needles, Math.Max(0, past - 200)))
+                {
+                    positions.Add(100 + random.Next(past - 200));
+                }
+                needlePositions[b * kvHeads + g] = positions.Order().ToArray();
+                foreach (var p in positions)
+                {
+                    var needle = keys.AsSpan((int)(cache + (long)p * d), d);
+                    for (var i = 0; i < d; i++)
+                    {
+                        needle[i] = length * direction[i] / norm;
+                    }
+                }
+            }
+        }
+        for (var i = 0L; i < values.LongLength; i++)
+        {
+            values[i] = (float)(random.NextDouble() * 2 - 1);
+        }
+        for (var i = 0; i < newValue.Length; i++)
+        {
+            newValue[i] = (float)(random.NextDouble() * 2 - 1);
+        }
+        return new SyntheticCache { Query = query, NewKey = newKey, NewValue = newValue, Keys = keys, Values = values, Needles = needlePositions };
+    }
+
+    private static float Gaussian(Random random) =>
+        (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
+
+    /// <summary>Rows of a random orthonormal matrix (Gram–Schmidt on Gaussian rows).</summary>
+    private static float[] RandomOrthonormal(int d, Random random)
+    {
+        var m = new double[d * d];
+        for (var r = 0; r < d; r++)
+        {
+            for (var c = 0; c < d; c++)
+            {
+                m[r * d + c] = Gaussian(random);
+            }
+            for (var p = 0; p < r; p++)
+            {
+                double dot = 0;
+                for (var c = 0; c < d; c++)
+                {
+                    dot += m[r * d + c] * m[p * d + c];
+                }
+                for (var c = 0; c < d; c++)
+                {
+                    m[r * d + c] -= dot * m[p * d + c];
+                }
+            }
+            var norm = Math.Sqrt(Enumerable.Range(0, d).Sum(c => m[r * d + c] * m[r * d + c]));
+            for (var c = 0; c < d; c++)
+            {
+                m[r * d + c] /= norm;
+            }
+        }
+        return m.Select(x => (float)x).ToArray();
+    }
+}

@@ -1,0 +1,109 @@
+#include "attention/cpu/sparse_methods.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "attention/cpu/exact_attention.h"
+#include "attention/cpu/method_selection.h"
+
+namespace ortsparse::cpu {
+namespace {
+
+// Hash prefill lists every row's keys; rows are selected and attended in slabs whose lists stay
+// below this many spans (32 MB) even if every key matched.
+constexpr int64_t kPrefillSlabSpans = int64_t{1} << 22;
+
+Status AttendSelection(const AttentionParams& attention, SelectedKeys* selected, const ParallelRunner& runner) {
+  AttentionParams with_selection = attention;
+  with_selection.selection = &selected->Flatten();
+  return ExactAttention(with_selection, runner);
+}
+
+// Rows [begin, end) of a step, as a step of their own.
+struct RowSlab {
+  AttentionParams attention;
+  SparseMethodParams method;
+  std::vector<int32_t> past_lengths;
+  std::vector<int32_t> valid_query_rows;
+
+  RowSlab(const AttentionParams& a, const SparseMethodParams& m, int64_t begin, int64_t end) : attention(a), method(m) {
+    for (int64_t b = 0; b < a.batch; ++b) {
+      past_lengths.push_back(static_cast<int32_t>(a.past_lengths[b] + begin));
+      valid_query_rows.push_back(static_cast<int32_t>(std::clamp<int64_t>(a.valid_query_rows[b] - begin, 0, end - begin)));
+    }
+    const int64_t element = DataTypeSize(a.type);
+    attention.query_length = end - begin;
+    attention.query = static_cast<const char*>(a.query) + begin * a.query_strides[1] * element;
+    attention.output = static_cast<char*>(a.output) + begin * a.output_strides[1] * element;
+    attention.past_lengths = past_lengths.data();
+    attention.valid_query_rows = valid_query_rows.data();
+    if (a.mask.data != nullptr) {
+      const int64_t mask_element = a.mask.type == DataType::kBool ? 1 : element;
+      attention.mask.data = static_cast<const char*>(a.mask.data) + begin * a.mask.row_stride * mask_element;
+    }
+    method.raw_query = static_cast<const char*>(m.raw_query) + begin * m.raw_query_strides[1] * element;
+  }
+};
+
+}  // namespace
+
+Status SelectKeys(const AttentionParams& attention, const SparseMethodParams& method, const ParallelRunner& runner,
+                  SelectedKeys* selected, bool* sparse) {
+  const bool decoding = attention.query_length == 1;
+  switch (method.method) {
+    case SparseMethod::kDense:
+      *sparse = false;
+      return Status::Ok();
+    case SparseMethod::kHash:
+      *sparse = true;
+      return decoding ? SelectForDecode(attention, method, runner, selected)
+                      : SelectHashPrefill(attention, method, runner, selected);
+    case SparseMethod::kBlock:
+      *sparse = !decoding;
+      return decoding ? Status::Ok() : SelectBlockPrefill(attention, method, runner, selected);
+    default:  // decode-only methods: prefill is exact
+      *sparse = decoding;
+      return decoding ? SelectForDecode(attention, method, runner, selected) : Status::Ok();
+  }
+}
+
+Status MarkSelectedKeys(const AttentionParams& attention, const SparseMethodParams& method,
+                        const ParallelRunner& runner, int64_t capacity, bool* flags) {
+  SelectedKeys selected;
+  bool sparse = false;
+  ORTSPARSE_RETURN_IF_ERROR(SelectKeys(attention, method, runner, &selected, &sparse));
+  const int64_t groups = attention.batch * attention.kv_num_heads;
+  std::fill(flags, flags + groups * capacity, false);
+  for (int64_t index = 0; index < groups; ++index) {
+    bool* row = flags + index * capacity;
+    if (!sparse) {
+      const KeyRange visible = VisibleKeys(attention, index / attention.kv_num_heads, 0);
+      std::fill(row + visible.begin, row + visible.end, true);
+      continue;
+    }
+    for (const KeySpan& span : selected.tile(index)) std::fill(row + span.begin, row + span.end, true);
+  }
+  return Status::Ok();
+}
+
+Status SparseAttention(const AttentionParams& attention, const SparseMethodParams& method,
+                       const ParallelRunner& runner) {
+  SelectedKeys selected;
+  const int64_t S = attention.query_length;
+  if (method.method == SparseMethod::kHash && S > 1) {
+    const int64_t longest = *std::max_element(attention.key_counts, attention.key_counts + attention.batch);
+    const int64_t rows_per_slab =
+        std::max<int64_t>(1, kPrefillSlabSpans / std::max<int64_t>(1, attention.batch * attention.kv_num_heads * longest));
+    for (int64_t begin = 0; begin < S; begin += rows_per_slab) {
+      const RowSlab slab(attention, method, begin, std::min(S, begin + rows_per_slab));
+      ORTSPARSE_RETURN_IF_ERROR(SelectHashPrefill(slab.attention, slab.method, runner, &selected));
+      ORTSPARSE_RETURN_IF_ERROR(AttendSelection(slab.attention, &selected, runner));
+    }
+    return Status::Ok();
+  }
+  bool sparse = false;
+  ORTSPARSE_RETURN_IF_ERROR(SelectKeys(attention, method, runner, &selected, &sparse));
+  return sparse ? AttendSelection(attention, &selected, runner) : ExactAttention(attention, runner);
+}
+
+}  // namespace ortsparse::cpu

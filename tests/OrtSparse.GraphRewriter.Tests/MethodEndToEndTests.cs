@@ -1,0 +1,87 @@
+using OrtSparse.Cli;
+
+namespace OrtSparse.GraphRewriter.Tests;
+
+/// <summary>
+/// Every method patched into the sample model and run inside ONNX Runtime on its golden data sets
+/// (chunked prefill after a cache, and a decode step), with the state inputs left to their empty
+/// defaults so the op rebuilds the state from the cache. With sparsity forced on (dense_below 0)
+/// and a budget covering the whole cache, a method must reproduce ONNX Runtime's dense outputs;
+/// hash, whose candidates are bucket matches whatever the budget, must not.
+/// </summary>
+public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Calibrated>
+{
+    /// <summary>One calibration of the sample model shared by the tests.</summary>
+    public sealed class Calibrated : IDisposable
+    {
+        public string Folder { get; } = Directory.CreateTempSubdirectory("ortsparse-e2e-").FullName;
+
+        public string File => Path.Combine(Folder, "sample.calib");
+
+        public Calibrated()
+        {
+            var tokens = Path.Combine(Folder, "tokens.txt");
+            System.IO.File.WriteAllText(tokens, string.Join(" ", Enumerable.Range(0, 400).Select(i => (i * 53 + 7) % 256)));
+            var stderr = new StringWriter();
+            var code = CliApp.Run(["calibrate", Sample, "--tokens", tokens, "-o", File, "--clusters", "16", "--epochs", "2"], new StringWriter(), stderr);
+            Assert.True(code == 0, stderr.ToString());
+        }
+
+        public void Dispose() => Directory.Delete(Folder, recursive: true);
+    }
+
+    private readonly Calibrated _calibrated;
+
+    public MethodEndToEndTests(Calibrated calibrated) => _calibrated = calibrated;
+
+    private static string Sample => Path.Combine(CliTests.RepositoryRoot(), "models", "sample", "model.onnx");
+
+    private (int Code, string Out) PatchAndCheck(string method, params string[] parameters)
+    {
+        var output = Path.Combine(_calibrated.Folder, $"{method}-{string.Join("_", parameters).Replace("-", "")}.onnx");
+        var stderr = new StringWriter();
+        var patch = CliApp.Run(["patch", Sample, "-o", output, "--method", method, "--calibration", _calibrated.File, .. parameters], new StringWriter(), stderr);
+        Assert.True(patch == 0, stderr.ToString());
+        var stdout = new StringWriter();
+        stderr = new StringWriter();
+        var code = CliApp.Run(["check", output, Path.Combine(CliTests.RepositoryRoot(), "models", "sample"), "--atol", "2e-5", "--rtol", "1e-3"], stdout, stderr);
+        return (code, stdout + stderr.ToString());
+    }
+
+    [Theory]
+    [InlineData("topk")]
+    [InlineData("loki")]
+    [InlineData("quest")]
+    [InlineData("saap")]
+    public void FullBudgetEqualsDense(string method)
+    {
+        var (code, output) = PatchAndCheck(method, "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
+        Assert.True(code == 0, output);
+        Assert.Contains("all 10 outputs match", output);
+    }
+
+    [Fact]
+    public void StreamingWithAWindowOverTheCacheEqualsDense()
+    {
+        var (code, output) = PatchAndCheck("streaming", "--dense_below", "0", "--window", "100");
+        Assert.True(code == 0, output);
+    }
+
+    [Fact]
+    public void SparseSelectionChangesTheOutput()
+    {
+        // Two keys of a dozen: the attention output must move away from dense, the caches must not.
+        var (code, output) = PatchAndCheck("streaming", "--dense_below", "0", "--sink", "1", "--window", "1");
+        Assert.Equal(CliApp.Failed, code);
+        Assert.Contains("last_hidden_state", output);
+        Assert.DoesNotContain("present.0.key      MISMATCH", output);
+    }
+
+    [Fact]
+    public void HashRunsAndIsSparse()
+    {
+        var (code, output) = PatchAndCheck("hash", "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
+        Assert.Equal(CliApp.Failed, code);
+        Assert.Contains("outputs mismatch", output);
+    }
+}
