@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -91,7 +90,7 @@ public static class AttentionBenchmark
         return runs.Select(r =>
         {
             var selectedKeys = r.Selected.LongCount(s => s);
-            return new AttentionBenchResult(r.Method, Median(r.Ms), Median(dense.Ms) / Median(r.Ms),
+            return new AttentionBenchResult(r.Method, DecodeStep.Median(r.Ms), DecodeStep.Median(dense.Ms) / DecodeStep.Median(r.Ms),
                 BytesRead: ReadBytes(r.Method, settings, selectedKeys, elementBytes) + r.StateBytes,
                 Recall: Recall(settings, exact, r.Selected),
                 NeedleRecall: NeedleRecall(settings, cache, r.Selected),
@@ -128,16 +127,7 @@ public static class AttentionBenchmark
         using var selected = OrtValue.CreateTensorValueFromMemory(new bool[(long)s.Batch * s.KvHeads * s.Context], [s.Batch, s.KvHeads, 1, s.Context]);
 
         using var binding = session.CreateIoBinding();
-        binding.BindInput("query", query);
-        binding.BindInput("key", key);
-        binding.BindInput("value", value);
-        binding.BindInput("past_key", keys);
-        binding.BindInput("past_value", values);
-        binding.BindInput("seqlens_k", seqlens);
-        binding.BindInput("total_sequence_length", total);
-        binding.BindOutput("present_key", keys);
-        binding.BindOutput("present_value", values);
-        binding.BindOutput("output", output);
+        DecodeStep.Bind(binding, query, key, value, keys, values, seqlens, total, output);
         OrtValue? state = null;
         OrtValue? emptyState = null;
         try
@@ -156,17 +146,7 @@ public static class AttentionBenchmark
                 binding.BindInput("past_state", state);
             }
             using var runOptions = new RunOptions();
-            var times = new double[s.Steps];
-            for (var i = 0; i < s.Warmup + s.Steps; i++)
-            {
-                var started = Stopwatch.GetTimestamp();
-                session.RunWithBinding(runOptions, binding);
-                var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                if (i >= s.Warmup)
-                {
-                    times[i - s.Warmup] = elapsed;
-                }
-            }
+            var times = DecodeStep.Time(s.Warmup, s.Steps, () => session.RunWithBinding(runOptions, binding));
             // One more, untimed step that also reports which keys each group attended.
             binding.BindOutput("selected_keys", selected);
             session.RunWithBinding(runOptions, binding);
@@ -385,10 +365,4 @@ public static class AttentionBenchmark
         : OrtValue.CreateTensorValueFromMemory(data, shape);
 
     private static TensorElementType ElementType(DataType type) => type == DataType.Float16 ? TensorElementType.Float16 : TensorElementType.Float;
-
-    private static double Median(double[] values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 }

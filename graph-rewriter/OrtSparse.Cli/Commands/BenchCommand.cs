@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Google.Protobuf;
@@ -158,13 +157,13 @@ internal static class BenchCommand
             var (baselineMs, baselineOutput, baselineError) = TimeModel(original, inputs, config, steps, warmup);
             var (concatMs, concatOutput, _) = TimeModel(patched, inputs, config, steps, warmup, required: true);
             var (inplaceMs, inplaceOutput) = TimeInPlace(benchCase, inputs, config, steps, warmup);
-            double? Speedup(double[] ms) => baselineMs is null ? null : Median(baselineMs) / Median(ms);
+            double? Speedup(double[] ms) => baselineMs is null ? null : DecodeStep.Median(baselineMs) / DecodeStep.Median(ms);
             double? Diff(double[] output) => baselineOutput is null ? null : baselineOutput.Zip(output, (a, b) => Math.Abs(a - b)).Max();
             rows.Add(baselineMs is null
                 ? new Row("onnxruntime-attention", double.NaN, double.NaN, null, null, baselineError)
-                : new Row("onnxruntime-attention", Median(baselineMs), baselineMs.Average(), 1.0, 0.0, null));
-            rows.Add(new Row("ortsparse-concat", Median(concatMs!), concatMs!.Average(), Speedup(concatMs!), Diff(concatOutput!), null));
-            rows.Add(new Row("ortsparse-inplace", Median(inplaceMs), inplaceMs.Average(), Speedup(inplaceMs), Diff(inplaceOutput), null));
+                : new Row("onnxruntime-attention", DecodeStep.Median(baselineMs), baselineMs.Average(), 1.0, 0.0, null));
+            rows.Add(new Row("ortsparse-concat", DecodeStep.Median(concatMs!), concatMs!.Average(), Speedup(concatMs!), Diff(concatOutput!), null));
+            rows.Add(new Row("ortsparse-inplace", DecodeStep.Median(inplaceMs), inplaceMs.Average(), Speedup(inplaceMs), Diff(inplaceOutput), null));
         }
         finally
         {
@@ -214,18 +213,11 @@ internal static class BenchCommand
             var values = names.Select(n => inputs[n]).ToArray();
             using var runOptions = new RunOptions();
             double[]? output = null;
-            var times = new double[steps];
-            for (var i = 0; i < warmup + steps; i++)
+            var times = DecodeStep.Time(warmup, steps, () =>
             {
-                var started = Stopwatch.GetTimestamp();
                 using var outputs = session.Run(runOptions, names, values, session.OutputNames);
-                var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                if (i >= warmup)
-                {
-                    times[i - warmup] = elapsed;
-                }
                 output ??= TensorValues.ToDoubles(outputs.First());
-            }
+            });
             return (times, output, null);
         }
     }
@@ -242,33 +234,14 @@ internal static class BenchCommand
         using var valueCache = WithFreeSlot(inputs["past_value"], benchCase, benchCase.HeadDim);
         using var seqlens = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(capacity - 1, benchCase.Batch).ToArray(), [benchCase.Batch]);
         using var total = OrtValue.CreateTensorValueFromMemory(new[] { capacity }, []);
-        using var binding = session.CreateIoBinding();
-        binding.BindInput("query", inputs["query"]);
-        binding.BindInput("key", inputs["key"]);
-        binding.BindInput("value", inputs["value"]);
-        binding.BindInput("past_key", keyCache);
-        binding.BindInput("past_value", valueCache);
-        binding.BindInput("seqlens_k", seqlens);
-        binding.BindInput("total_sequence_length", total);
-        binding.BindOutput("present_key", keyCache);
-        binding.BindOutput("present_value", valueCache);
         var outputShape = new long[] { benchCase.Batch, 1, benchCase.NumHeads * benchCase.HeadDim };
         using var output = benchCase.ElementType == TensorProto.Types.DataType.Float16
             ? OrtValue.CreateTensorValueFromMemory(new Float16[outputShape.Aggregate(1L, (a, d) => a * d)], outputShape)
             : OrtValue.CreateTensorValueFromMemory(new float[outputShape.Aggregate(1L, (a, d) => a * d)], outputShape);
-        binding.BindOutput("output", output);
+        using var binding = session.CreateIoBinding();
+        DecodeStep.Bind(binding, inputs["query"], inputs["key"], inputs["value"], keyCache, valueCache, seqlens, total, output);
         using var runOptions = new RunOptions();
-        var times = new double[steps];
-        for (var i = 0; i < warmup + steps; i++)
-        {
-            var started = Stopwatch.GetTimestamp();
-            session.RunWithBinding(runOptions, binding);
-            var elapsed = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-            if (i >= warmup)
-            {
-                times[i - warmup] = elapsed;
-            }
-        }
+        var times = DecodeStep.Time(warmup, steps, () => session.RunWithBinding(runOptions, binding));
         return (times, TensorValues.ToDoubles(output));
     }
 
@@ -314,12 +287,6 @@ internal static class BenchCommand
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = 23 });
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = SparseAttentionOp.Domain, Version = SparseAttentionOp.DomainVersion });
         return model;
-    }
-
-    private static double Median(double[] values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private static string Ms(double value) => double.IsNaN(value) ? "-" : value.ToString("0.000", CultureInfo.InvariantCulture);
