@@ -11,6 +11,7 @@
 
 #include "attention/cpu/sparse_attention_cpu.h"
 #include "attention/cpu/sparse_methods.h"
+#include "random_rows.h"
 #include "std_thread_runner.h"
 
 namespace ortsparse::testing {
@@ -50,19 +51,7 @@ std::vector<double> Basis(std::mt19937& rng, int64_t D, bool grid) {
     for (int64_t i = 0; i < D; ++i) basis[i * D + order[i]] = rng() % 2 == 0 ? 1.0 : -1.0;
     return basis;
   }
-  std::normal_distribution<double> normal;
-  for (int64_t i = 0; i < D; ++i) {
-    double* row = &basis[i * D];
-    for (int64_t d = 0; d < D; ++d) row[d] = normal(rng);
-    for (int64_t k = 0; k < i; ++k) {
-      const double* previous = &basis[k * D];
-      const double projection = std::inner_product(row, row + D, previous, 0.0);
-      for (int64_t d = 0; d < D; ++d) row[d] -= projection * previous[d];
-    }
-    const double norm = std::sqrt(std::inner_product(row, row + D, row, 0.0));
-    for (int64_t d = 0; d < D; ++d) row[d] /= norm;
-  }
-  return basis;
+  return testing::OrthonormalRows(rng, D, D);
 }
 
 // Unit centroids: distinct signed axes on the grid, normal directions otherwise.

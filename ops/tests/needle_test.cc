@@ -16,6 +16,7 @@
 #include "attention/cpu/sparse_attention_cpu.h"
 #include "attention/cpu/sparse_methods.h"
 #include "method_scenario.h"
+#include "random_rows.h"
 #include "std_thread_runner.h"
 
 namespace ortsparse::testing {
@@ -25,24 +26,6 @@ constexpr int64_t kKeys = 2048, kHeads = 4, kKvHeads = 2, kGroup = kHeads / kKvH
 constexpr int64_t kNeedlesPerHead = 8, kClusters = 32, kRank = kHeadSize / 4;
 constexpr int64_t kBlock = 64;        // block's default block size
 constexpr double kNeedleScore = 14.0;  // scale·q·needle: e^14 per needle against ~e^0.5 per other key
-
-// Unit rows of a random orthogonal matrix (Gram-Schmidt).
-std::vector<double> OrthonormalRows(std::mt19937& rng, int64_t rows) {
-  std::normal_distribution<double> normal;
-  std::vector<double> basis(rows * kHeadSize);
-  for (int64_t i = 0; i < rows; ++i) {
-    double* row = &basis[i * kHeadSize];
-    for (int64_t d = 0; d < kHeadSize; ++d) row[d] = normal(rng);
-    for (int64_t k = 0; k < i; ++k) {
-      const double* previous = &basis[k * kHeadSize];
-      const double projection = std::inner_product(row, row + kHeadSize, previous, 0.0);
-      for (int64_t d = 0; d < kHeadSize; ++d) row[d] -= projection * previous[d];
-    }
-    const double norm = std::sqrt(std::inner_product(row, row + kHeadSize, row, 0.0));
-    for (int64_t d = 0; d < kHeadSize; ++d) row[d] /= norm;
-  }
-  return basis;
-}
 
 // A cache of kKeys keys per KV head (the last one appended by the step), queries, and calibration.
 struct Haystack {
@@ -99,7 +82,7 @@ Haystack MakeHaystack(const std::string& method) {
   };
 
   if (method == "loki") {  // keys and queries mostly in a subspace of kRank principal components
-    const std::vector<double> basis = OrthonormalRows(rng, kHeadSize);
+    const std::vector<double> basis = OrthonormalRows(rng, kHeadSize, kHeadSize);
     hay.calibration = {std::vector<double>()};
     for (int64_t h = 0; h < kKvHeads; ++h) hay.calibration[0].insert(hay.calibration[0].end(), basis.begin(), basis.end());
     hay.calibration_shapes = {{kKvHeads, kHeadSize, kHeadSize}};
@@ -113,7 +96,7 @@ Haystack MakeHaystack(const std::string& method) {
     for (int64_t j = 0; j < kKvHeads * kKeys; ++j) low_rank(&hay.keys[j * kHeadSize], 2.0);
     for (int64_t h = 0; h < kHeads; ++h) low_rank(hay.Query(0, h), 2.0);
   } else if (method == "saap") {  // keys around kClusters centroids; each query head looks at one
-    const std::vector<double> centroids = OrthonormalRows(rng, kClusters);
+    const std::vector<double> centroids = OrthonormalRows(rng, kClusters, kHeadSize);
     std::uniform_int_distribution<int64_t> any_cluster(0, kClusters - 1);
     for (int64_t j = 0; j < kKvHeads * kKeys; ++j) {
       const double* centroid = &centroids[any_cluster(rng) * kHeadSize];
@@ -152,7 +135,7 @@ Haystack MakeHaystack(const std::string& method) {
   }
 
   if (method == "block") {  // the last query block looks at one key block, every head alike
-    const std::vector<double> direction = OrthonormalRows(rng, 1);
+    const std::vector<double> direction = OrthonormalRows(rng, 1, kHeadSize);
     const int64_t needle_block = 10;
     for (int64_t row = kKeys - kBlock; row < kKeys; ++row) {
       for (int64_t h = 0; h < kHeads; ++h) {
