@@ -220,7 +220,7 @@ Ort::Status Compute(const AttentionAttributes& attributes, const Ort::KernelCont
                              std::to_string(plan.query_length));
     }
     Ort::UnownedValue selected = context.GetOutput(kSelectedKeys, {B, Hkv, 1, T_cap});
-    outputs.selected_keys = selected.GetTensorMutableData<bool>();
+    if (selected != nullptr) outputs.selected_keys = selected.GetTensorMutableData<bool>();  // null: output named ""
   }
   const ParallelRunner runner{context.GetOrtKernelContext(), &RunOnSessionPool};
   const Status computed = cpu::RunSparseAttention(attributes, inputs, plan, outputs, runner);

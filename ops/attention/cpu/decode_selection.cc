@@ -50,11 +50,11 @@ struct DecodeJob {
   const SparseMethodParams& m;
   Unit unit;
   int64_t group_size;
-  int64_t feature_width;  // floats per query head: D (topk, quest), rank (loki); hash buckets are ints
+  int64_t feature_width;  // floats per query head: D (topk), 2D (quest), rank (loki); hash buckets are ints
   std::vector<Group> groups;
   std::vector<float> features;         // [group][head of group][feature_width]
   std::vector<int32_t> query_buckets;  // hash: [group][head of group][round]
-  std::unique_ptr<float[]> scores;  // every unit's is written before it is read: left uninitialised
+  float* scores = nullptr;  // every unit's is written before it is read
 
   float* FeaturesOf(int64_t group) { return features.data() + group * group_size * feature_width; }
   int32_t* BucketsOf(int64_t group) { return query_buckets.data() + group * group_size * m.hash_rounds; }
@@ -81,8 +81,11 @@ KeyRange UnitsOf(Unit unit, const SparseMethodParams& m, KeyRange middle) {
 }
 
 // saap: scores[c] = max over the group's heads of softmax(z_h)[c], z_h = W2ᵀ·relu(W1ᵀ·q_h + b1) + b2.
+// W2 is by far the largest calibration tensor a step reads ([M + 1, C] per head): rows whose unit
+// is inactive (relu gives 0) add nothing and are not read.
 template <typename T>
-void ClassifyClusters(const DecodeJob<T>& job, const Group& g, float* scratch, float* scores) {
+ORTSPARSE_ALWAYS_INLINE void ClassifyClustersBody(const DecodeJob<T>& job, const Group& g, float* scratch,
+                                                  float* scores) {
   const SparseMethodParams& m = job.m;
   const int64_t D = job.a.head_size, M = m.classifier_hidden, C = m.clusters;
   float* query = scratch;
@@ -99,13 +102,30 @@ void ClassifyClusters(const DecodeJob<T>& job, const Group& g, float* scratch, f
     const float* output = m.classifier_output + head * (M + 1) * C;
     std::copy(output + M * C, output + (M + 1) * C, logits);
     for (int64_t i = 0; i < M; ++i) {
-      const float activation = std::max(hidden[i], 0.0f);
-      for (int64_t c = 0; c < C; ++c) logits[c] += activation * output[i * C + c];
+      const float activation = hidden[i];
+      if (activation <= 0.0f) continue;  // NaN is kept, and propagates as it would
+      const float* row = output + i * C;
+      for (int64_t c = 0; c < C; ++c) logits[c] += activation * row[c];
     }
     const float largest = *std::max_element(logits, logits + C);
     float sum = 0.0f;
     for (int64_t c = 0; c < C; ++c) sum += (logits[c] = std::exp(logits[c] - largest));
     for (int64_t c = 0; c < C; ++c) scores[c] = std::max(scores[c], logits[c] / sum);
+  }
+}
+
+template <typename T>
+ORTSPARSE_TARGET_AVX2_FMA void ClassifyClustersAvx2(const DecodeJob<T>& job, const Group& g, float* scratch,
+                                                    float* scores) {
+  ClassifyClustersBody(job, g, scratch, scores);
+}
+
+template <typename T>
+void ClassifyClusters(const DecodeJob<T>& job, const Group& g, float* scratch, float* scores) {
+  if (UseAvx2FmaKernels()) {
+    ClassifyClustersAvx2(job, g, scratch, scores);
+  } else {
+    ClassifyClustersBody(job, g, scratch, scores);
   }
 }
 
@@ -121,10 +141,19 @@ void PrepareQueries(DecodeJob<T>& job, int64_t group_index, float* scratch) {
     const int64_t head = g.kv_head * job.group_size + i;
     float* out = features + i * job.feature_width;
     switch (m.method) {
-      case SparseMethod::kTopK:
-      case SparseMethod::kQuest:  // they bound the cached keys: queries as attended
+      case SparseMethod::kTopK:  // exact scores of the cached keys: queries as attended
         QueryAsFloat<T>(a.query, a.query_strides, g.b, 0, head, D, out);
         ScaleInPlace(out, D, a.scale);
+        break;
+      case SparseMethod::kQuest:
+        // Σ_d max(q_d·min_d, q_d·max_d) = min(q, 0)·min + max(q, 0)·max: one dot product of
+        // [min(q, 0), max(q, 0)] with a page's [min, max] summary row.
+        QueryAsFloat<T>(a.query, a.query_strides, g.b, 0, head, D, scratch);
+        ScaleInPlace(scratch, D, a.scale);
+        for (int64_t d = 0; d < D; ++d) {
+          out[d] = std::min(scratch[d], 0.0f);
+          out[D + d] = std::max(scratch[d], 0.0f);
+        }
         break;
       case SparseMethod::kLoki:
         QueryAsFloat<T>(m.raw_query, m.raw_query_strides, g.b, 0, head, D, scratch);
@@ -136,7 +165,7 @@ void PrepareQueries(DecodeJob<T>& job, int64_t group_index, float* scratch) {
     }
   }
   if (m.method == SparseMethod::kHash) GroupQueryBuckets<T>(a, m, g.b, 0, g.kv_head, scratch, job.BucketsOf(group_index));
-  if (m.method == SparseMethod::kSaap) ClassifyClusters(job, g, scratch, job.scores.get() + g.scores_offset);
+  if (m.method == SparseMethod::kSaap) ClassifyClusters(job, g, scratch, job.scores + g.scores_offset);
 }
 
 // Asks for row `row` of a scan if it lies before `end`. The scans read their rows in order, but the
@@ -176,20 +205,6 @@ ORTSPARSE_ALWAYS_INLINE void MaxGroupDots(const float* features, int64_t group_s
   }
 }
 
-// quest: scale·Σ_d max(q_d·min_d, q_d·max_d), the scale being in the query already.
-ORTSPARSE_ALWAYS_INLINE float PageBound(const float* q, const float* minimum, const float* maximum, int64_t D) {
-  float lanes[kLanes] = {};
-  int64_t d = 0;
-  for (; d + kLanes <= D; d += kLanes) {
-    for (int lane = 0; lane < kLanes; ++lane) {
-      lanes[lane] += std::max(q[d + lane] * minimum[d + lane], q[d + lane] * maximum[d + lane]);
-    }
-  }
-  float tail = 0.0f;
-  for (; d < D; ++d) tail += std::max(q[d] * minimum[d], q[d] * maximum[d]);
-  return ReduceLanes(lanes) + tail;
-}
-
 // Step 2: scores of units [begin, end) of a group (ids relative to the group's first unit).
 template <typename T>
 ORTSPARSE_ALWAYS_INLINE void ScoreUnitsBody(DecodeJob<T>& job, int64_t group_index, int64_t begin, int64_t end,
@@ -201,7 +216,7 @@ ORTSPARSE_ALWAYS_INLINE void ScoreUnitsBody(DecodeJob<T>& job, int64_t group_ind
   const int64_t first = g.units.begin + begin;  // absolute id of the first unit
   const int64_t count = end - begin;
   const float* features = job.FeaturesOf(group_index);
-  float* scores = job.scores.get() + g.scores_offset + begin;
+  float* scores = job.scores + g.scores_offset + begin;
   switch (m.method) {
     case SparseMethod::kTopK:
       MaxGroupDots(features, job.group_size, D, job.KeyRows(g) + first * a.key_strides[2], a.key_strides[2], count,
@@ -215,16 +230,8 @@ ORTSPARSE_ALWAYS_INLINE void ScoreUnitsBody(DecodeJob<T>& job, int64_t group_ind
     }
     case SparseMethod::kQuest: {
       const int64_t stride = m.state.present_strides[2];
-      const T* pages = job.SummaryRows(g) + first * stride;
-      for (int64_t i = 0; i < count; ++i) {
-        PrefetchScanRow(pages, stride, 2 * D, i + kScanPrefetchRows / 4, count);
-        const FloatRows page = BlockAsFloat(pages + i * stride, stride, 1, 2 * D, scratch);
-        float best = kMinusInfinity;
-        for (int64_t h = 0; h < job.group_size; ++h) {
-          best = std::max(best, PageBound(features + h * D, page.data, page.data + D, D));
-        }
-        scores[i] = best;
-      }
+      MaxGroupDots(features, job.group_size, 2 * D, job.SummaryRows(g) + first * stride, stride, count, scratch,
+                   scores);
       break;
     }
     default: {  // kHash: matching rounds, -inf for keys that match in none (not candidates)
@@ -262,7 +269,7 @@ template <typename T>
 void TakeUnits(const DecodeJob<T>& job, const Group& g, std::vector<KeySpan>* spans) {
   const SparseMethodParams& m = job.m;
   const KeyRange middle = g.row.middle;
-  const float* scores = job.scores.get() + g.scores_offset;
+  const float* scores = job.scores + g.scores_offset;
   const int64_t unit_count = g.units.size();
   if (job.unit == Unit::kKey) {  // candidates: keys not masked out (hash: matching in some round)
     thread_local std::vector<int32_t> picked;
@@ -330,7 +337,9 @@ template <typename T>
 Status RunDecodeSelection(const AttentionParams& a, const SparseMethodParams& m, const ParallelRunner& runner,
                           SelectedKeys* selected) {
   DecodeJob<T> job{a, m, UnitOf(m.method), a.num_heads / a.kv_num_heads, 0, {}, {}, {}, nullptr};
-  job.feature_width = m.method == SparseMethod::kLoki ? m.rank : a.head_size;
+  job.feature_width = m.method == SparseMethod::kLoki    ? m.rank
+                      : m.method == SparseMethod::kQuest ? 2 * a.head_size
+                                                         : a.head_size;
   const int64_t group_count = a.batch * a.kv_num_heads;
   job.groups.resize(static_cast<size_t>(group_count));
   int64_t score_count = 0;
@@ -345,7 +354,15 @@ Status RunDecodeSelection(const AttentionParams& a, const SparseMethodParams& m,
     g.scores_offset = score_count;
     score_count += g.units.size();
   }
-  job.scores.reset(new float[static_cast<size_t>(score_count)]);
+  // Kept by the thread across steps: a fresh allocation of this size would be mapped, and its pages
+  // faulted in, on every step.
+  thread_local std::unique_ptr<float[]> scores;
+  thread_local int64_t scores_capacity = 0;
+  if (score_count > scores_capacity) {
+    scores.reset(new float[static_cast<size_t>(score_count)]);
+    scores_capacity = score_count;
+  }
+  job.scores = scores.get();
   job.features.resize(static_cast<size_t>(group_count * job.group_size * job.feature_width));
   if (m.method == SparseMethod::kHash) {
     job.query_buckets.resize(static_cast<size_t>(group_count * job.group_size * m.hash_rounds));

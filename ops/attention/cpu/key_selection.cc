@@ -113,7 +113,8 @@ void SelectedKeys::Reset(int64_t heads_per_tile, int64_t rows_per_tile, int64_t 
   view_ = KeySelection();
   view_.heads_per_tile = heads_per_tile;
   view_.rows_per_tile = rows_per_tile;
-  per_tile_.assign(static_cast<size_t>(tile_count), {});
+  per_tile_.resize(static_cast<size_t>(tile_count));
+  for (std::vector<KeySpan>& tile : per_tile_) tile.clear();
 }
 
 const KeySelection& SelectedKeys::Flatten() {

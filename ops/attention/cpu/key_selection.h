@@ -77,8 +77,10 @@ class SpanAppender {
 // The selection of every tile, filled tile by tile (in parallel), then flattened for the kernel.
 class SelectedKeys {
  public:
+  // Empties every tile's list, keeping the lists' memory for the next step.
   void Reset(int64_t heads_per_tile, int64_t rows_per_tile, int64_t tile_count);
   std::vector<KeySpan>& tile(int64_t index) { return per_tile_[static_cast<size_t>(index)]; }
+  const std::vector<KeySpan>& tile(int64_t index) const { return per_tile_[static_cast<size_t>(index)]; }
   // Flattens the tiles' lists; the view stays valid until the next Reset or Flatten.
   const KeySelection& Flatten();
 

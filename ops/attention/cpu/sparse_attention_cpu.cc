@@ -207,10 +207,8 @@ Status RunSparseAttention(const attention::AttentionAttributes& attributes, cons
   AttentionParams attention;
   SparseMethodParams method;
   ORTSPARSE_RETURN_IF_ERROR(PrepareSparseAttention(attributes, inputs, plan, outputs, runner, &attention, &method));
-  if (outputs.selected_keys != nullptr) {
-    ORTSPARSE_RETURN_IF_ERROR(MarkSelectedKeys(attention, method, runner, plan.present_length, outputs.selected_keys));
-  }
-  return SparseAttention(attention, method, runner);
+  const SelectionFlags report{outputs.selected_keys, plan.present_length};
+  return SparseAttention(attention, method, runner, outputs.selected_keys != nullptr ? &report : nullptr);
 }
 
 }  // namespace ortsparse::cpu

@@ -45,6 +45,22 @@ struct RowSlab {
   }
 };
 
+// Flags the keys of a decode step's selection (every visible key when the step is dense).
+void MarkSelectedKeys(const AttentionParams& attention, const SelectedKeys& selected, bool sparse,
+                      const SelectionFlags& report) {
+  const int64_t groups = attention.batch * attention.kv_num_heads;
+  std::fill(report.flags, report.flags + groups * report.capacity, false);
+  for (int64_t index = 0; index < groups; ++index) {
+    bool* row = report.flags + index * report.capacity;
+    if (!sparse) {
+      const KeyRange visible = VisibleKeys(attention, index / attention.kv_num_heads, 0);
+      std::fill(row + visible.begin, row + visible.end, true);
+      continue;
+    }
+    for (const KeySpan& span : selected.tile(index)) std::fill(row + span.begin, row + span.end, true);
+  }
+}
+
 }  // namespace
 
 Status SelectKeys(const AttentionParams& attention, const SparseMethodParams& method, const ParallelRunner& runner,
@@ -67,29 +83,13 @@ Status SelectKeys(const AttentionParams& attention, const SparseMethodParams& me
   }
 }
 
-Status MarkSelectedKeys(const AttentionParams& attention, const SparseMethodParams& method,
-                        const ParallelRunner& runner, int64_t capacity, bool* flags) {
-  SelectedKeys selected;
-  bool sparse = false;
-  ORTSPARSE_RETURN_IF_ERROR(SelectKeys(attention, method, runner, &selected, &sparse));
-  const int64_t groups = attention.batch * attention.kv_num_heads;
-  std::fill(flags, flags + groups * capacity, false);
-  for (int64_t index = 0; index < groups; ++index) {
-    bool* row = flags + index * capacity;
-    if (!sparse) {
-      const KeyRange visible = VisibleKeys(attention, index / attention.kv_num_heads, 0);
-      std::fill(row + visible.begin, row + visible.end, true);
-      continue;
-    }
-    for (const KeySpan& span : selected.tile(index)) std::fill(row + span.begin, row + span.end, true);
-  }
-  return Status::Ok();
-}
-
 Status SparseAttention(const AttentionParams& attention, const SparseMethodParams& method,
-                       const ParallelRunner& runner) {
-  SelectedKeys selected;
+                       const ParallelRunner& runner, const SelectionFlags* report) {
   const int64_t S = attention.query_length;
+  // Decode steps reuse the lists of the thread's last step (small) instead of allocating them.
+  thread_local SelectedKeys decode_selected;
+  SelectedKeys prefill_selected;
+  SelectedKeys& selected = S == 1 ? decode_selected : prefill_selected;
   if (method.method == SparseMethod::kHash && S > 1) {
     const int64_t longest = *std::max_element(attention.key_counts, attention.key_counts + attention.batch);
     const int64_t rows_per_slab =
@@ -103,6 +103,7 @@ Status SparseAttention(const AttentionParams& attention, const SparseMethodParam
   }
   bool sparse = false;
   ORTSPARSE_RETURN_IF_ERROR(SelectKeys(attention, method, runner, &selected, &sparse));
+  if (report != nullptr) MarkSelectedKeys(attention, selected, sparse, *report);
   return sparse ? AttendSelection(attention, &selected, runner) : ExactAttention(attention, runner);
 }
 

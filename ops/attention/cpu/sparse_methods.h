@@ -26,11 +26,14 @@ Status SelectKeys(const AttentionParams& attention, const SparseMethodParams& me
 
 // Diagnostics of a decode step: flags[(b * Hkv + h) * capacity + j] is true iff the group of KV
 // head h of sequence b attends key j (every visible key when the step is dense).
-Status MarkSelectedKeys(const AttentionParams& attention, const SparseMethodParams& method,
-                        const ParallelRunner& runner, int64_t capacity, bool* flags);
+struct SelectionFlags {
+  bool* flags = nullptr;
+  int64_t capacity = 0;
+};
 
-// The step's attention output: SelectKeys, then ExactAttention over the selection.
+// The step's attention output: SelectKeys, then ExactAttention over the selection. With `report`
+// (decode steps only), also flags the keys that selection holds.
 Status SparseAttention(const AttentionParams& attention, const SparseMethodParams& method,
-                       const ParallelRunner& runner);
+                       const ParallelRunner& runner, const SelectionFlags* report = nullptr);
 
 }  // namespace ortsparse::cpu
