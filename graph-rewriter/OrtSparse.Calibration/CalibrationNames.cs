@@ -30,6 +30,18 @@ public static class CalibrationNames
     /// <inheritdoc cref="LokiBasis"/>
     public static string HashProjections(int layer) => Name(layer, "hash.projections");
 
+    /// <summary><c>layers.{layer}.capture.query</c>: [Hq, T, D] the queries of a captured sequence (<c>ortsparse capture</c>).</summary>
+    /// <inheritdoc cref="LokiBasis"/>
+    public static string CapturedQueries(int layer) => Name(layer, "capture.query");
+
+    /// <summary><c>layers.{layer}.capture.key</c>: [Hkv, T, D] the keys of a captured sequence, as the attention reads them.</summary>
+    /// <inheritdoc cref="LokiBasis"/>
+    public static string CapturedKeys(int layer) => Name(layer, "capture.key");
+
+    /// <summary><c>layers.{layer}.capture.value</c>: [Hkv, T, Dv] the values of a captured sequence.</summary>
+    /// <inheritdoc cref="LokiBasis"/>
+    public static string CapturedValues(int layer) => Name(layer, "capture.value");
+
     private static string Name(int layer, string tensor)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layer);

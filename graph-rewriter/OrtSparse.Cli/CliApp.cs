@@ -25,11 +25,14 @@ public static class CliApp
                                              replace attention by com.ortsparse.SparseAttention
           calibrate MODEL --tokens FILE... -o CALIB [--methods loki,saap,hash] [--seed S]
                                              compute the calibration loki, saap and hash need
+          capture MODEL --tokens FILE -o CACHE [--layers 0,1]
+                                             save the queries, keys and values of a real sequence
           check MODEL DATASET_DIR... [--atol A] [--rtol R] [--device cpu|cuda] [--threads N]
                                              run MODEL on ONNX test data sets and compare outputs
           bench attention [--context T] [--batch B] [--heads H] [--kv-heads K] [--head-dim D]
-                          [--dtype fp32|fp16] [--steps N] [--warmup N] [--threads N] [--json]
-                                             time one decode step against ONNX Runtime's Attention
+                          [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16]
+                          [--steps N] [--warmup N] [--threads N] [--json] [--compare-onnxruntime]
+                                             time a decode step of every method against dense
 
         Run 'ortsparse COMMAND --help' for a command's details.
         """;
@@ -56,6 +59,7 @@ public static class CliApp
                 "check" => CheckCommand.Run(rest, stdout),
                 "bench" => BenchCommand.Run(rest, stdout, stderr),
                 "calibrate" => CalibrateCommand.Run(rest, stdout, stderr),
+                "capture" => CaptureCommand.Run(rest, stdout, stderr),
                 _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, bench)"),
             };
         }

@@ -59,10 +59,10 @@ public sealed record AttentionBenchSettings
 /// <param name="SpeedupVsDense">Dense median / this median.</param>
 /// <param name="BytesRead">KV bytes and method state read per step (from the selection and the method's summaries).</param>
 /// <param name="Recall">Exact softmax mass of the attended keys, averaged over query heads.</param>
-/// <param name="NeedleRecall">Fraction of planted needles attended.</param>
+/// <param name="NeedleRecall">Fraction of planted needles attended; null without planted needles (a captured cache).</param>
 /// <param name="RelativeError">‖o − o_dense‖ / ‖o_dense‖.</param>
 /// <param name="TopkOverlap">|S ∩ S_topk| / |S ∪ S_topk| (Jaccard) of the attended keys, when topk ran.</param>
-public sealed record AttentionBenchResult(string Method, double MedianMs, double SpeedupVsDense, double BytesRead, double Recall, double NeedleRecall, double RelativeError, double? TopkOverlap);
+public sealed record AttentionBenchResult(string Method, double MedianMs, double SpeedupVsDense, double BytesRead, double Recall, double? NeedleRecall, double RelativeError, double? TopkOverlap);
 
 /// <summary>
 /// Times one decode step of one attention layer for dense and each sparse method, on identical
@@ -73,10 +73,9 @@ public static class AttentionBenchmark
 {
     private const int SelectedKeysOutput = 5;
 
-    /// <summary>Runs dense and every method of <paramref name="settings"/>; results in that order.</summary>
-    public static IReadOnlyList<AttentionBenchResult> Run(AttentionBenchSettings settings, TextWriter log)
+    /// <summary>Runs dense and every method of <paramref name="settings"/> on <paramref name="cache"/> (shaped as the settings say); results in that order.</summary>
+    public static IReadOnlyList<AttentionBenchResult> Run(AttentionBenchSettings settings, BenchCache cache, TextWriter log)
     {
-        var cache = SyntheticCache.Create(settings.Batch, settings.Context, settings.Heads, settings.KvHeads, settings.HeadDim, settings.Needles, settings.Seed);
         var exact = ExactProbabilities(settings, cache);
         var runs = new List<(string Method, double[] Ms, double[] Output, bool[] Selected, double StateBytes)>();
         foreach (var method in new[] { "dense" }.Concat(settings.Methods.Where(m => m != "dense")))
@@ -93,13 +92,13 @@ public static class AttentionBenchmark
             return new AttentionBenchResult(r.Method, DecodeStep.Median(r.Ms), DecodeStep.Median(dense.Ms) / DecodeStep.Median(r.Ms),
                 BytesRead: ReadBytes(r.Method, settings, selectedKeys, elementBytes) + r.StateBytes,
                 Recall: Recall(settings, exact, r.Selected),
-                NeedleRecall: NeedleRecall(settings, cache, r.Selected),
+                NeedleRecall: cache.HasNeedles ? NeedleRecall(settings, cache, r.Selected) : null,
                 RelativeError: RelativeError(r.Output, dense.Output),
                 TopkOverlap: topk.Selected is null ? null : Jaccard(r.Selected, topk.Selected));
         }).ToList();
     }
 
-    private static (string, double[], double[], bool[], double) RunMethod(AttentionBenchSettings s, SyntheticCache cache, string method)
+    private static (string, double[], double[], bool[], double) RunMethod(AttentionBenchSettings s, BenchCache cache, string method)
     {
         var spec = MethodCatalog.Get(method);
         var calibration = CalibrationFor(method, s, cache);
@@ -227,8 +226,8 @@ public static class AttentionBenchmark
         return OnnxBuilder.Model(graph, [OnnxBuilder.Opset("", 23), OnnxBuilder.Opset(SparseAttentionOp.Domain, SparseAttentionOp.DomainVersion)]);
     }
 
-    /// <summary>Calibration from the synthetic cache itself (batch 0): PCA bases, k-means centroids with a classifier that ranks clusters by centroid·q, LSH projections.</summary>
-    private static IReadOnlyList<(long[] Shape, float[] Data)> CalibrationFor(string method, AttentionBenchSettings s, SyntheticCache cache)
+    /// <summary>Calibration from the cache itself (batch 0): PCA bases, k-means centroids with a classifier that ranks clusters by centroid·q, LSH projections.</summary>
+    private static IReadOnlyList<(long[] Shape, float[] Data)> CalibrationFor(string method, AttentionBenchSettings s, BenchCache cache)
     {
         int d = s.HeadDim, group = s.Heads / s.KvHeads;
         var sampleRows = Math.Min(s.Context - 1, 16384);
@@ -270,7 +269,7 @@ public static class AttentionBenchmark
     }
 
     /// <summary>Exact attention probabilities per (b, query head) over all T keys, in double.</summary>
-    private static double[][] ExactProbabilities(AttentionBenchSettings s, SyntheticCache cache)
+    private static double[][] ExactProbabilities(AttentionBenchSettings s, BenchCache cache)
     {
         int d = s.HeadDim, group = s.Heads / s.KvHeads, t = s.Context;
         var result = new double[s.Batch * s.Heads][];
@@ -324,7 +323,7 @@ public static class AttentionBenchmark
         return total / exact.Length;
     }
 
-    private static double NeedleRecall(AttentionBenchSettings s, SyntheticCache cache, bool[] selected)
+    private static double NeedleRecall(AttentionBenchSettings s, BenchCache cache, bool[] selected)
     {
         int found = 0, count = 0;
         for (var bg = 0; bg < s.Batch * s.KvHeads; bg++)

@@ -9,13 +9,16 @@ using OrtSparse.Runtime;
 
 namespace OrtSparse.Cli.Calibrate;
 
-/// <summary>The queries and keys one attention site saw during calibration, per head, sequences concatenated.</summary>
+/// <summary>The queries and keys (and values, when asked for) one attention site saw, per head, sequences concatenated.</summary>
 /// <param name="Site">The site.</param>
 /// <param name="HeadDim">D.</param>
 /// <param name="Queries">Per query head: [N, D] rows.</param>
 /// <param name="Keys">Per KV head: [N, D] rows.</param>
 /// <param name="VisibleKeys">Per query row: the key rows it sees (its own sequence, causally).</param>
-public sealed record SiteActivations(AttentionSite Site, int HeadDim, float[][] Queries, float[][] Keys, KeyRange[] VisibleKeys);
+/// <param name="Values">Per KV head: [N, Dv] rows; null unless captured.</param>
+/// <param name="ValueHeadDim">Dv; 0 unless values were captured.</param>
+public sealed record SiteActivations(AttentionSite Site, int HeadDim, float[][] Queries, float[][] Keys, KeyRange[] VisibleKeys,
+    float[][]? Values = null, int ValueHeadDim = 0);
 
 /// <summary>
 /// Runs the original model on calibration token sequences and captures the query and key inputs of
@@ -24,11 +27,12 @@ public sealed record SiteActivations(AttentionSite Site, int HeadDim, float[][] 
 /// </summary>
 public static class ActivationCapture
 {
-    /// <summary>Captures Q and K of every replaceable site over <paramref name="sequences"/>.</summary>
+    /// <summary>Captures Q and K (and V with <paramref name="withValues"/>) of every replaceable site over <paramref name="sequences"/>.</summary>
     /// <param name="model">The unpatched model.</param>
     /// <param name="sequences">Token id sequences, each run from an empty cache.</param>
     /// <param name="progress">Reports sequences done.</param>
-    public static IReadOnlyList<SiteActivations> Run(ModelProto model, IReadOnlyList<long[]> sequences, IProgress<int>? progress = null)
+    /// <param name="withValues">Also capture the value input of each site.</param>
+    public static IReadOnlyList<SiteActivations> Run(ModelProto model, IReadOnlyList<long[]> sequences, IProgress<int>? progress = null, bool withValues = false)
     {
         var sites = AttentionSiteFinder.Find(model).Where(s => s.CanReplace).ToList();
         if (sites.Count == 0)
@@ -37,12 +41,13 @@ public static class ActivationCapture
         }
         var captured = model.Clone();
         var types = new GraphTypes(captured.Graph);
-        var tapped = new List<(string Query, string Key)>();
+        var tapped = new List<string[]>();  // per site: query, key (, value)
         foreach (var site in sites)
         {
             var node = captured.Graph.Node[site.NodeIndex];
-            tapped.Add((node.Input[0], node.Input[1]));
-            foreach (var value in new[] { node.Input[0], node.Input[1] }.Where(v => captured.Graph.Output.All(o => o.Name != v)))
+            var inputs = node.Input.Take(withValues ? 3 : 2).ToArray();
+            tapped.Add(inputs);
+            foreach (var value in inputs.Distinct().Where(v => captured.Graph.Output.All(o => o.Name != v)))
             {
                 var type = types.Find(value);
                 captured.Graph.Output.Add(OnnxBuilder.TensorValueInfo(value, type?.ElementType ?? TensorProto.Types.DataType.Float,
@@ -52,8 +57,10 @@ public static class ActivationCapture
 
         var queries = sites.Select(s => Enumerable.Range(0, s.NumHeads!.Value).Select(_ => new List<float>()).ToArray()).ToArray();
         var keys = sites.Select(s => Enumerable.Range(0, s.KvNumHeads!.Value).Select(_ => new List<float>()).ToArray()).ToArray();
+        var values = sites.Select(s => Enumerable.Range(0, s.KvNumHeads!.Value).Select(_ => new List<float>()).ToArray()).ToArray();
         var ranges = new List<KeyRange>();
         var headDims = new int[sites.Count];
+        var valueHeadDims = new int[sites.Count];
 
         using var options = SessionFactory.CreateOptions(new SessionConfig());
         using var session = new InferenceSession(captured.ToByteArray(), options);
@@ -64,13 +71,17 @@ public static class ActivationCapture
             var inputs = FeedInputs(session, tokens);
             try
             {
-                var wanted = tapped.SelectMany(t => new[] { t.Query, t.Key }).Distinct().ToArray();
+                var wanted = tapped.SelectMany(t => t).Distinct().ToArray();
                 using var outputs = session.Run(new RunOptions(), inputs.Keys.ToArray(), inputs.Values.ToArray(), wanted);
                 var byName = wanted.Zip(outputs).ToDictionary(p => p.First, p => p.Second);
                 for (var i = 0; i < sites.Count; i++)
                 {
-                    headDims[i] = AppendHeads(byName[tapped[i].Query], sites[i].NumHeads!.Value, sites[i].Rank, queries[i]);
-                    AppendHeads(byName[tapped[i].Key], sites[i].KvNumHeads!.Value, sites[i].Rank, keys[i]);
+                    headDims[i] = AppendHeads(byName[tapped[i][0]], sites[i].NumHeads!.Value, sites[i].Rank, queries[i]);
+                    AppendHeads(byName[tapped[i][1]], sites[i].KvNumHeads!.Value, sites[i].Rank, keys[i]);
+                    if (withValues)
+                    {
+                        valueHeadDims[i] = AppendHeads(byName[tapped[i][2]], sites[i].KvNumHeads!.Value, sites[i].Rank, values[i]);
+                    }
                 }
             }
             finally
@@ -89,7 +100,8 @@ public static class ActivationCapture
         }
         var visible = ranges.ToArray();
         return sites.Select((site, i) => new SiteActivations(site, headDims[i],
-            queries[i].Select(h => h.ToArray()).ToArray(), keys[i].Select(h => h.ToArray()).ToArray(), visible)).ToList();
+            queries[i].Select(h => h.ToArray()).ToArray(), keys[i].Select(h => h.ToArray()).ToArray(), visible,
+            withValues ? values[i].Select(h => h.ToArray()).ToArray() : null, valueHeadDims[i])).ToList();
     }
 
     /// <summary>Splits a [1, T, H·D] or [1, H, T, D] tensor into per-head row lists; returns D.</summary>

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
+using OrtSparse.Calibration;
 using OrtSparse.Cli.Bench;
 using OrtSparse.GraphRewriter;
 using OrtSparse.Runtime;
@@ -18,18 +19,21 @@ internal static class BenchCommand
 {
     private const string Usage = """
         usage: ortsparse bench attention [--context 32768] [--batch 1] [--heads 32] [--kv-heads 8] [--head-dim 128]
+                                         [--cache CACHE --layer 0]
                                          [--dtype fp32|fp16] [--methods topk,streaming,loki,quest,saap,hash]
                                          [--budget 0.0625] [--needles 8] [--steps 10] [--warmup 2] [--threads 0]
                                          [--seed 0] [--json] [--compare-onnxruntime]
 
         One decode step (one new token against a cache of CONTEXT-1 tokens) on synthetic inputs with
-        low-rank keys and NEEDLES planted keys per KV head that dominate the query's attention; the
-        KV cache and method state are bound in place, as a generation loop binds them. Dense runs
-        first as the baseline. Per method: median time, speed-up over dense, bytes of KV and state
-        read, recall (exact softmax mass of the attended keys), needles found, relative output error
-        against dense, and overlap (Jaccard) with topk's selection. Calibration comes from the
-        synthetic cache: PCA bases (loki), k-means centroids with a centroid-ranking classifier
-        (saap), seeded projections (hash).
+        low-rank keys and NEEDLES planted keys per KV head that dominate the query's attention, or,
+        with --cache, on the last token of a sequence saved by 'ortsparse capture' (its layer
+        LAYER; the shape comes from the file, batch 1, no needles). The KV cache and method state
+        are bound in place, as a generation loop binds them. Dense runs first as the baseline. Per
+        method: median time, speed-up over dense, bytes of KV and state read, recall (exact softmax
+        mass of the attended keys), needles found, relative output error against dense, and overlap
+        (Jaccard) with topk's selection. Calibration comes from the cache itself: PCA bases (loki),
+        k-means centroids with a centroid-ranking classifier (saap), seeded projections (hash).
+        --threads 0 leaves the thread count to ONNX Runtime (its physical-core count).
 
         --compare-onnxruntime times instead, on the same inputs:
           onnxruntime-attention  ONNX Runtime's own CPU kernel for ONNX Attention-23 (concatenates past and new KV)
@@ -51,7 +55,8 @@ internal static class BenchCommand
             throw new UsageException("bench needs a subject: attention");
         }
         var line = CommandLine.Parse(args[1..],
-            ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device", "--methods", "--budget", "--needles", "--seed"],
+            ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device", "--methods", "--budget", "--needles", "--seed",
+             "--cache", "--layer"],
             ["--json", "--compare-onnxruntime", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
@@ -80,6 +85,33 @@ internal static class BenchCommand
             Threads = line.Int("--threads", 0, 0, 1024),
             Seed = line.Int("--seed", 0),
         };
+        BenchCache? captured = null;
+        if (line.Option("--cache") is { } cachePath)
+        {
+            if (new[] { "--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--needles" }.FirstOrDefault(o => line.Option(o) is not null) is { } shapeOption)
+            {
+                throw new UsageException($"{shapeOption} does not go with --cache: the captured cache has its own shape");
+            }
+            if (line.Flag("--compare-onnxruntime"))
+            {
+                throw new UsageException("--compare-onnxruntime runs on synthetic inputs; it does not take --cache");
+            }
+            var layer = line.Int("--layer", 0, 0, 1 << 20);
+            var data = CalibrationData.Load(cachePath);
+            if (data.GetMetadata(CaptureCommand.MarkerKey) is null)
+            {
+                throw new UsageException($"--cache: {cachePath} was not written by 'ortsparse capture'");
+            }
+            captured = BenchCache.FromCapture(data, layer);
+            settings = settings with
+            {
+                Batch = 1, Context = captured.Context, Heads = captured.Heads, KvHeads = captured.KvHeads, HeadDim = captured.HeadDim, Needles = 0,
+            };
+        }
+        else if (line.Option("--layer") is not null)
+        {
+            throw new UsageException("--layer picks a layer of --cache CACHE");
+        }
         if (settings.Heads % settings.KvHeads != 0)
         {
             throw new UsageException($"--heads ({settings.Heads}) must be a multiple of --kv-heads ({settings.KvHeads})");
@@ -113,7 +145,8 @@ internal static class BenchCommand
             CompareWithOnnxRuntime(settings, stdout, line.Flag("--json"));
             return CliApp.Ok;
         }
-        var results = AttentionBenchmark.Run(settings, stderr);
+        var cache = captured ?? BenchCache.Synthetic(settings.Batch, settings.Context, settings.Heads, settings.KvHeads, settings.HeadDim, settings.Needles, settings.Seed);
+        var results = AttentionBenchmark.Run(settings, cache, stderr);
         if (line.Flag("--json"))
         {
             stdout.WriteLine(JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object?>
@@ -125,14 +158,16 @@ internal static class BenchCommand
             }), new JsonSerializerOptions { WriteIndented = true }));
             return CliApp.Ok;
         }
+        var inputs = captured is null ? $"{settings.Needles} needles per KV head" : $"captured cache {line.Option("--cache")} layer {line.Int("--layer", 0)}";
+        var threads = settings.Threads == 0 ? "default threads" : $"{settings.Threads} threads";
         stdout.WriteLine($"decode step, context {settings.Context}, batch {settings.Batch}, {settings.Heads}/{settings.KvHeads} heads, D {settings.HeadDim}, {dtype}, " +
-                         $"budget {settings.Budget.ToString(CultureInfo.InvariantCulture)}, {settings.Needles} needles per KV head, median of {settings.Steps} steps");
+                         $"budget {settings.Budget.ToString(CultureInfo.InvariantCulture)}, {inputs}, {threads}, median of {settings.Steps} steps");
         var denseBytes = results[0].BytesRead;
         Table.Write(stdout, ["method", "median ms", "vs dense", "MiB read", "of dense", "recall", "needles", "rel error", "topk overlap"], results.Select(r => new[]
         {
             r.Method, Ms(r.MedianMs), r.SpeedupVsDense.ToString("0.00", CultureInfo.InvariantCulture) + "x",
             (r.BytesRead / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture), (r.BytesRead / denseBytes).ToString("0.000", CultureInfo.InvariantCulture),
-            r.Recall.ToString("0.000", CultureInfo.InvariantCulture), r.NeedleRecall.ToString("0.00", CultureInfo.InvariantCulture),
+            r.Recall.ToString("0.000", CultureInfo.InvariantCulture), r.NeedleRecall?.ToString("0.00", CultureInfo.InvariantCulture) ?? "-",
             r.RelativeError.ToString("0.0e+0", CultureInfo.InvariantCulture), r.TopkOverlap?.ToString("0.000", CultureInfo.InvariantCulture) ?? "-",
         }).ToList());
         return CliApp.Ok;

@@ -66,7 +66,7 @@ internal static class CalibrateCommand
 
         var clock = Stopwatch.StartNew();
         var model = ModelFiles.Load(line.Positional[0]).Proto;
-        var sequences = tokenFiles.Select(ReadTokens).ToList();
+        var sequences = tokenFiles.Select(TokenFiles.Read).ToList();
         var capture = new ProgressBar(stderr, "capturing activations", sequences.Count);
         var sites = ActivationCapture.Run(model, sequences, new SynchronousProgress<int>(done => capture.Report(done)));
         var calibration = Calibrator.Compute(sites, options, stderr);
@@ -75,30 +75,5 @@ internal static class CalibrateCommand
         calibration.Save(output);
         stdout.WriteLine($"calibrated {string.Join(", ", methods.Order())} for {sites.Count} layer(s) on {sequences.Sum(s => s.Length)} tokens in {clock.Elapsed.TotalSeconds:0.0} s -> {output}");
         return CliApp.Ok;
-    }
-
-    private static long[] ReadTokens(string path)
-    {
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"token file not found: {path}", path);
-        }
-        var text = File.ReadAllText(path);
-        var parts = text.Split([' ', '\t', '\r', '\n', ','], StringSplitOptions.RemoveEmptyEntries);
-        var tokens = new long[parts.Length];
-        for (var i = 0; i < parts.Length; i++)
-        {
-            if (!long.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out tokens[i]) || tokens[i] < 0)
-            {
-                throw new InvalidDataException($"{path}: token {i} ('{parts[i]}') is not a non-negative integer id");
-            }
-        }
-        return tokens.Length > 0 ? tokens : throw new InvalidDataException($"{path} holds no token ids");
-    }
-
-    /// <summary>Progress reported on the calling thread, in order (Progress&lt;T&gt; posts to the thread pool).</summary>
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
     }
 }

@@ -1,12 +1,12 @@
+using OrtSparse.Calibration;
+
 namespace OrtSparse.Cli.Bench;
 
 /// <summary>
-/// Inputs for one decode step over a long cache, shaped like real keys: per KV head, keys and
-/// queries are drawn in a random orthonormal basis with decaying variances (real keys have low
-/// effective rank), and a few needle keys at random middle positions point along the group's
-/// queries so that they dominate its attention. Values are uniform in [-1, 1).
+/// Inputs for one decode step over a long cache: synthetic (<see cref="Synthetic"/>), or the last
+/// token of a sequence captured from a real model (<see cref="FromCapture"/>).
 /// </summary>
-public sealed class SyntheticCache
+public sealed class BenchCache
 {
     /// <summary>[B, 1, Hq·D] the decode query.</summary>
     public required float[] Query { get; init; }
@@ -23,10 +23,30 @@ public sealed class SyntheticCache
     /// <summary>[B, Hkv, T, D] the value cache.</summary>
     public required float[] Values { get; init; }
 
-    /// <summary>Needle positions per (b, kv head).</summary>
+    /// <summary>Needle positions per (b, kv head); empty for a captured cache.</summary>
     public required int[][] Needles { get; init; }
 
-    /// <summary>Draws the cache for a case of decode shape.</summary>
+    /// <summary>Hq.</summary>
+    public required int Heads { get; init; }
+
+    /// <summary>Hkv.</summary>
+    public required int KvHeads { get; init; }
+
+    /// <summary>D, the key and value head size.</summary>
+    public required int HeadDim { get; init; }
+
+    /// <summary>T, the cache length after the step.</summary>
+    public required int Context { get; init; }
+
+    /// <summary>Whether the cache has planted needles to look for.</summary>
+    public bool HasNeedles => Needles.Any(n => n.Length > 0);
+
+    /// <summary>
+    /// Draws a synthetic cache shaped like real keys: per KV head, keys and queries are drawn in a
+    /// random orthonormal basis with decaying variances (real keys have low effective rank), and a
+    /// few needle keys at random middle positions point along the group's queries so that they
+    /// dominate its attention. Values are uniform in [-1, 1).
+    /// </summary>
     /// <param name="batch">B.</param>
     /// <param name="context">T, the cache length after the step.</param>
     /// <param name="heads">Hq.</param>
@@ -34,7 +54,7 @@ public sealed class SyntheticCache
     /// <param name="headDim">D.</param>
     /// <param name="needles">Needles per (b, kv head).</param>
     /// <param name="seed">Random seed.</param>
-    public static SyntheticCache Create(int batch, int context, int heads, int kvHeads, int headDim, int needles, int seed)
+    public static BenchCache Synthetic(int batch, int context, int heads, int kvHeads, int headDim, int needles, int seed)
     {
         var random = new Random(seed);
         int group = heads / kvHeads, d = headDim;
@@ -122,7 +142,66 @@ public sealed class SyntheticCache
         {
             newValue[i] = (float)(random.NextDouble() * 2 - 1);
         }
-        return new SyntheticCache { Query = query, NewKey = newKey, NewValue = newValue, Keys = keys, Values = values, Needles = needlePositions };
+        return new BenchCache { Heads = heads, KvHeads = kvHeads, HeadDim = d, Context = context, Query = query, NewKey = newKey, NewValue = newValue, Keys = keys, Values = values, Needles = needlePositions };
+    }
+
+    /// <summary>
+    /// The decode step of the last token of a sequence saved by <c>ortsparse capture</c>: its query,
+    /// key and value are the step's; the sequence's other tokens are the cache.
+    /// </summary>
+    /// <param name="capture">The capture file's data.</param>
+    /// <param name="layer">The attention layer.</param>
+    /// <exception cref="InvalidDataException">The layer is not in the file, or its tensors do not fit together.</exception>
+    public static BenchCache FromCapture(CalibrationData capture, int layer)
+    {
+        CalibrationTensor Get(string name) => capture.TensorNames.Contains(name)
+            ? capture.GetTensor(name)
+            : throw new InvalidDataException($"{capture.SourcePath}: no captured layer {layer} (tensor '{name}' is missing; captured: " +
+                                             $"{string.Join(", ", capture.TensorNames.Where(n => n.EndsWith(".capture.key", StringComparison.Ordinal)).Select(n => n.Split('.')[1]))})");
+        var queries = Get(CalibrationNames.CapturedQueries(layer));
+        var keys = Get(CalibrationNames.CapturedKeys(layer));
+        var values = Get(CalibrationNames.CapturedValues(layer));
+        if (queries.Shape.Count != 3 || keys.Shape.Count != 3 || values.Shape.Count != 3)
+        {
+            throw new InvalidDataException($"{capture.SourcePath}: layer {layer}'s captured tensors must be [heads, T, D]");
+        }
+        int heads = queries.Shape[0], context = queries.Shape[1], d = queries.Shape[2], kvHeads = keys.Shape[0];
+        if (keys.Shape[1] != context || keys.Shape[2] != d || values.Shape[0] != kvHeads || values.Shape[1] != context || values.Shape[2] != d)
+        {
+            throw new InvalidDataException($"{capture.SourcePath}: layer {layer}: queries {queries}, keys {keys} and values {values} must share T and D " +
+                                           "(bench attention needs the value head size equal to the key head size)");
+        }
+        if (heads % kvHeads != 0 || context < 2)
+        {
+            throw new InvalidDataException($"{capture.SourcePath}: layer {layer}: {heads} query heads over {kvHeads} KV heads and {context} tokens " +
+                                           "(query heads must be a multiple of KV heads, and a decode step needs at least 2 tokens)");
+        }
+        var q = queries.Values.Span;
+        var k = keys.Values.Span;
+        var v = values.Values.Span;
+        var query = new float[heads * d];
+        for (var h = 0; h < heads; h++)
+        {
+            q.Slice(((h * context) + context - 1) * d, d).CopyTo(query.AsSpan(h * d));
+        }
+        var newKey = new float[kvHeads * d];
+        var newValue = new float[kvHeads * d];
+        var cacheKeys = new float[(long)kvHeads * context * d];
+        var cacheValues = new float[(long)kvHeads * context * d];
+        for (var g = 0; g < kvHeads; g++)
+        {
+            var rows = (long)g * context * d;
+            var past = (context - 1) * d;
+            k.Slice((int)rows, past).CopyTo(cacheKeys.AsSpan((int)rows));  // the last slot stays free for the new key
+            v.Slice((int)rows, past).CopyTo(cacheValues.AsSpan((int)rows));
+            k.Slice((int)rows + past, d).CopyTo(newKey.AsSpan(g * d));
+            v.Slice((int)rows + past, d).CopyTo(newValue.AsSpan(g * d));
+        }
+        return new BenchCache
+        {
+            Heads = heads, KvHeads = kvHeads, HeadDim = d, Context = context, Query = query, NewKey = newKey, NewValue = newValue, Keys = cacheKeys, Values = cacheValues,
+            Needles = Enumerable.Range(0, kvHeads).Select(_ => Array.Empty<int>()).ToArray(),
+        };
     }
 
     private static float Gaussian(Random random) =>
