@@ -2,7 +2,11 @@ using Onnx;
 
 namespace OrtSparse.GraphRewriter;
 
-/// <summary>Finds the attention sites of a model's main graph, in every form the rewriter knows.</summary>
+/// <summary>
+/// Finds the attention sites of a model's main graph, in every form the rewriter knows: ONNX
+/// Attention (opset 23/24), com.microsoft.GroupQueryAttention and com.microsoft.MultiHeadAttention
+/// (with the com.microsoft.RotaryEmbedding nodes feeding it).
+/// </summary>
 public static class AttentionSiteFinder
 {
     /// <summary>Lists every attention site, replaceable or not, in graph order.</summary>
@@ -18,9 +22,9 @@ public static class AttentionSiteFinder
         var sites = new List<AttentionSite>();
         for (var i = 0; i < model.Graph.Node.Count; i++)
         {
-            if (OnnxAttentionForm.Matches(model.Graph.Node[i]))
+            if (AttentionForms.Of(model.Graph.Node[i]) is { } form)
             {
-                sites.Add(OnnxAttentionForm.Recognize(model, i, types));
+                sites.Add(form.Recognize(model, i, types));
             }
         }
         return sites;

@@ -14,8 +14,9 @@ public sealed record ValueType(TensorProto.Types.DataType ElementType, IReadOnly
 /// <summary>
 /// Element types and shapes the graph declares for its values (inputs, outputs, value_info,
 /// initializers), completed by a light forward pass that infers the element type and rank of
-/// undeclared node outputs for the ops that carry them through unchanged or predictably (exporters
-/// often leave intermediate values without value_info).
+/// undeclared node outputs for the ops that carry them through unchanged or predictably, and the
+/// dims of those that keep their input's shape (exporters and ONNX Runtime's optimizer often leave
+/// intermediate values without value_info).
 /// </summary>
 public sealed class GraphTypes
 {
@@ -48,7 +49,7 @@ public sealed class GraphTypes
     }
 
     private static readonly HashSet<string> SameShapeOps =
-        ["Identity", "Cast", "Relu", "Neg", "Sqrt", "Reciprocal", "Exp", "Tanh", "Sigmoid", "Erf", "Gelu", "Softmax", "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "Dropout"];
+        ["Identity", "Cast", "Relu", "Neg", "Sqrt", "Reciprocal", "Exp", "Tanh", "Sigmoid", "Erf", "Gelu", "Softmax", "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "Dropout", "RotaryEmbedding"];
 
     private static readonly HashSet<string> BroadcastOps = ["Add", "Sub", "Mul", "Div", "Pow", "Where"];
 
@@ -79,6 +80,10 @@ public sealed class GraphTypes
         if (rank is null)
         {
             return null;
+        }
+        if (SameShapeOps.Contains(node.OpType) && first?.Dims is { } same)
+        {
+            return new ValueType(elementType, same);
         }
         var dims = Enumerable.Repeat<long?>(null, rank.Value).ToList();
         if (node.OpType == "MatMul" && inputs[1]?.Dims is { Count: >= 2 } weight)

@@ -66,6 +66,11 @@ public static class MethodCatalog
         new("block", "block-sparse prefill keeping mass gamma; dense decode",
             [new("block_size", ParameterKind.Int, 64, "query and key block size"), new("gamma", ParameterKind.Float, 0.95, "cumulative estimated attention mass to keep")],
             MethodState.None, false),
+        new("hyper", "HyperAttention prefill: sortLSH neighbours and sampled columns; dense decode",
+            [.. Common,
+             new("bits", ParameterKind.Int, 12, "LSH hyperplanes per KV head, 1 to 24 (drawn by patch)", IsAttribute: false),
+             new("seed", ParameterKind.Int, 0, "seed of the drawn hyperplanes", IsAttribute: false)],
+            MethodState.None, true),
     ];
 
     /// <summary>The method called <paramref name="name"/>, or an <see cref="ArgumentException"/> listing the methods.</summary>

@@ -53,19 +53,37 @@ internal sealed record MethodRequirements(IReadOnlyList<MethodWiring.Calibration
                 var name = CalibrationNames.HashProjections(layer);
                 var projections = calibration?.ContainsTensor(name) == true
                     ? Slot(0, "hash_projections", name, kvHeads, -1, d, -1)
-                    : Drawn(HashProjectionsFor(method, kvHeads, d, layer));
+                    : Drawn("hash_projections", HashProjectionsFor(method, kvHeads, d, layer));
                 return new([projections], projections.Shape[1]);
             }
+            case "hyper":
+                // Always drawn: [Hkv, 1, D, bits], hash's layout with one round of `bits` hyperplanes.
+                return new([Drawn("hyper_hyperplanes", HyperplanesFor(method, kvHeads, HeadDim(), layer))], 0);
             default:
                 return new([], 0);
         }
     }
 
-    private static CalibrationTensor HashProjectionsFor(MethodConfig method, int kvHeads, int headDim, int layer) =>
-        HashProjections.Create(kvHeads, (int)method.Parameter("rounds", 2), headDim, (int)method.Parameter("buckets", 16),
-            // One stream per layer, so layers do not share projections.
-            unchecked((int)method.Parameter("seed", 0) * 1000003 + layer));
+    /// <summary>The most hyperplanes hyper takes: a code's Gray rank and a position pack into 64 bits (docs/ops.md).</summary>
+    public const int MaxHyperBits = 24;
 
-    private static MethodWiring.CalibrationInput Drawn(CalibrationTensor tensor) =>
-        new(0, "hash_projections", tensor.Shape.Select(d => (long)d).ToArray(), tensor.Values.ToArray());
+    // One stream per layer, so layers do not share projections.
+    private static int LayerSeed(MethodConfig method, int layer) => unchecked((int)method.Parameter("seed", 0) * 1000003 + layer);
+
+    private static CalibrationTensor HashProjectionsFor(MethodConfig method, int kvHeads, int headDim, int layer) =>
+        HashProjections.Create(kvHeads, (int)method.Parameter("rounds", 2), headDim, (int)method.Parameter("buckets", 16), LayerSeed(method, layer));
+
+    private static CalibrationTensor HyperplanesFor(MethodConfig method, int kvHeads, int headDim, int layer)
+    {
+        var bits = (int)method.Parameter("bits", 12);
+        if (bits < 1 || bits > MaxHyperBits)
+        {
+            throw new PatchException($"method 'hyper' takes 1 to {MaxHyperBits} bits (hyperplanes per KV head), got {bits}");
+        }
+        // HashProjections' [Hkv, R, D, NB/2] with R = 1 and NB = 2·bits: bits columns per KV head.
+        return HashProjections.Create(kvHeads, 1, headDim, 2 * bits, LayerSeed(method, layer));
+    }
+
+    private static MethodWiring.CalibrationInput Drawn(string role, CalibrationTensor tensor) =>
+        new(0, role, tensor.Shape.Select(d => (long)d).ToArray(), tensor.Values.ToArray());
 }

@@ -56,21 +56,24 @@ public static class ModelPatcher
 
         var patched = model.Clone();
         var graph = patched.Graph;
+        var types = new GraphTypes(graph);
         var names = new NameAllocator(graph);
+        // Every rewrite reads the graph as it was; the node list is rebuilt once at the end. Layer L is
+        // the L-th site in graph order; sites are wired from the last layer to the first.
+        var rewrites = new Dictionary<int, SiteRewrite>();
         var layers = replaced.OrderBy(s => s.NodeIndex).Select((site, layer) => (site, layer)).ToList();
-        // Rewrite back to front so earlier node indices stay valid.
         foreach (var (site, layer) in layers.OrderByDescending(l => l.site.NodeIndex))
         {
-            var original = graph.Node[site.NodeIndex];
-            var replacement = OnnxAttentionForm.Rewrite(original, site, options.Method, names, graph);
-            var attention = replacement.Single(n => n.Domain == SparseAttentionOp.Domain);
+            var form = AttentionForms.Of(graph.Node[site.NodeIndex])!;
+            var rewrite = form.Rewrite(patched, site, types, options.Method, names);
             var needs = MethodRequirements.For(options.Method, site, layer, options.Calibration);
-            MethodWiring.Apply(graph, attention, site, options.Method, needs.Calibration, needs.StateWidth, names);
-            graph.Node.RemoveAt(site.NodeIndex);
-            for (var i = 0; i < replacement.Count; i++)
-            {
-                graph.Node.Insert(site.NodeIndex + i, replacement[i]);
-            }
+            MethodWiring.Apply(graph, rewrite.Attention, site, options.Method, needs.Calibration, needs.StateWidth, names);
+            rewrites[site.NodeIndex] = rewrite;
+        }
+        ReplaceNodes(graph, rewrites);
+        if (Opsets.OnnxVersion(patched) is null && graph.Node.Any(n => Opsets.IsOnnxDomain(n.Domain)))
+        {
+            Opsets.Import(patched, "", Opsets.GlueVersion); // glue nodes in a contrib-only graph
         }
         Opsets.Import(patched, SparseAttentionOp.Domain, SparseAttentionOp.DomainVersion);
         RecordMetadata(patched, options, replaced, unsupported);
@@ -81,6 +84,31 @@ public static class ModelPatcher
             throw new PatchException("The patched graph is malformed (a rewriter bug): " + string.Join("; ", problems));
         }
         return new PatchResult(patched, replaced, options.LeaveUnsupported ? unsupported : []);
+    }
+
+    /// <summary>Puts each rewrite's nodes in place of its anchor node, drops the nodes it absorbed and their stale value_info.</summary>
+    private static void ReplaceNodes(GraphProto graph, IReadOnlyDictionary<int, SiteRewrite> rewrites)
+    {
+        var absorbed = rewrites.Values.SelectMany(r => r.Absorbed).ToHashSet();
+        var nodes = new List<NodeProto>();
+        for (var i = 0; i < graph.Node.Count; i++)
+        {
+            if (rewrites.TryGetValue(i, out var rewrite))
+            {
+                nodes.AddRange(rewrite.Nodes);
+            }
+            else if (!absorbed.Contains(i))
+            {
+                nodes.Add(graph.Node[i]);
+            }
+        }
+        var removedValues = absorbed.SelectMany(i => graph.Node[i].Output).ToHashSet();
+        graph.Node.Clear();
+        graph.Node.Add(nodes);
+        foreach (var stale in graph.ValueInfo.Where(v => removedValues.Contains(v.Name)).ToList())
+        {
+            graph.ValueInfo.Remove(stale);
+        }
     }
 
     private static void RecordMetadata(ModelProto model, PatchOptions options, IReadOnlyList<AttentionSite> replaced, IReadOnlyList<AttentionSite> left)

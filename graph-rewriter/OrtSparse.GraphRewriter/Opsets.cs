@@ -5,6 +5,12 @@ namespace OrtSparse.GraphRewriter;
 /// <summary>The opset versions a model imports.</summary>
 internal static class Opsets
 {
+    /// <summary>The contrib-op domain of ONNX Runtime (GroupQueryAttention, MultiHeadAttention, RotaryEmbedding).</summary>
+    public const string MicrosoftDomain = "com.microsoft";
+
+    /// <summary>The ONNX opset imported for glue nodes when a model imports none (contrib-only graphs).</summary>
+    public const long GlueVersion = 17;
+
     /// <summary>The version of the default ONNX domain the model imports, or null.</summary>
     public static long? OnnxVersion(ModelProto model) =>
         model.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")?.Version;

@@ -239,7 +239,9 @@ struct MethodName {
 constexpr MethodName kMethodNames[] = {
     {"dense", SparseMethod::kDense}, {"topk", SparseMethod::kTopK}, {"streaming", SparseMethod::kStreaming},
     {"loki", SparseMethod::kLoki},   {"quest", SparseMethod::kQuest}, {"saap", SparseMethod::kSaap},
-    {"hash", SparseMethod::kHash},   {"block", SparseMethod::kBlock}};
+    {"hash", SparseMethod::kHash},   {"block", SparseMethod::kBlock}, {"hyper", SparseMethod::kHyper}};
+
+constexpr int64_t kMaxHyperBits = 24;  // hyper: a code's rank and position pack into 64 bits
 
 // Calibration input `index` of `method`: given, with the shape `expected` (kAnyDim where a size is
 // read from it), described as "<what> <layout>" in errors.
@@ -311,6 +313,19 @@ Status PlanMethod(const AttentionAttributes& attributes, const AttentionInputs& 
       plan->state_width = plan->hash_rounds;
       past_layout = "[batch, kv_num_heads, past_sequence_length, rounds of method_data_0]";
       break;
+    case SparseMethod::kHyper: {  // no state
+      ORTSPARSE_RETURN_IF_ERROR(RequireMethodData(name, inputs, kMethodData0, {Hkv, 1, D, kAnyDim},
+                                                  "the LSH hyperplanes", "[kv_num_heads, 1, head_size, bits]"));
+      const int64_t bits = inputs[kMethodData0].shape[3];
+      if (bits > kMaxHyperBits) {
+        return ErrorStatus(kOp, "method_data_0 has shape ", ShapeString(inputs[kMethodData0].shape),
+                           " but its bits (dimension 3 of [kv_num_heads, 1, head_size, bits]) must be at most ",
+                           kMaxHyperBits, ", got ", bits);
+      }
+      plan->hash_rounds = 1;
+      plan->hash_half_buckets = bits;
+      return Status::Ok();
+    }
     default:
       return Status::Ok();
   }
@@ -465,7 +480,8 @@ Status ValidateAttributes(const AttentionAttributes& a) {
   ORTSPARSE_RETURN_IF_ERROR(RequireNonNegative("window", a.window));
   ORTSPARSE_RETURN_IF_ERROR(RequireNonNegative("dense_below", a.dense_below));
   if (!ParseMethod(a.method)) {
-    return ErrorStatus(kOp, "method '", a.method, "' is not one of dense, topk, streaming, loki, quest, saap, hash, block");
+    return ErrorStatus(kOp, "method '", a.method,
+                       "' is not one of dense, topk, streaming, loki, quest, saap, hash, block, hyper");
   }
   if (a.page_size < 1) return ErrorStatus(kOp, "page_size (", a.page_size, ") must be at least 1");
   if (a.rank && *a.rank < 1) return ErrorStatus(kOp, "rank (", *a.rank, ") must be at least 1");

@@ -114,8 +114,8 @@ struct AttentionPlan {
   int64_t rank = 0;                 // loki
   int64_t clusters = 0;             // saap: C
   int64_t classifier_hidden = 0;    // saap: M
-  int64_t hash_rounds = 0;          // hash: R
-  int64_t hash_half_buckets = 0;    // hash: NB / 2
+  int64_t hash_rounds = 0;          // hash: R; hyper: 1
+  int64_t hash_half_buckets = 0;    // hash: NB / 2; hyper: L, the bits of a code
 
   // Method state outputs. A method's own state has its shape for T_cap; a state the method does not
   // keep passes through: the shape of its past input, [B, Hkv, 0, 0] without one.

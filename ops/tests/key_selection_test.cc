@@ -1,6 +1,6 @@
 // The selection building blocks against sort-based references: the top-k of a row of scores (ties,
-// non-candidates, samples that mislead the bound estimate) and the weighted unit selection of quest
-// and saap.
+// non-candidates, samples that mislead the bound estimate), the weighted unit selection of quest
+// and saap, and hyper's codes and their sortLSH rank.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "attention/cpu/key_selection.h"
+#include "attention/cpu/key_summaries.h"
 
 namespace ortsparse::cpu {
 namespace {
@@ -115,6 +116,29 @@ TEST(BestLeftOutTest, TakesUnitsInRankOrderUntilTheirWeightSuffices) {
       EXPECT_EQ(IsTaken(u, left_out, ranking), expected[u]) << "trial " << trial << ", unit " << u;
     }
   }
+}
+
+// The rank of a code is its Gray-code decoding: codes of consecutive ranks differ in one bit.
+TEST(HyperCodeTest, RankDecodesTheGrayCode) {
+  for (uint32_t rank = 0; rank < (1u << 16); ++rank) {
+    const uint32_t code = rank ^ (rank >> 1), next = (rank + 1) ^ ((rank + 1) >> 1);
+    ASSERT_EQ(GrayRank(code), rank);
+    ASSERT_EQ(__builtin_popcount(code ^ next), 1) << "rank " << rank;
+  }
+  for (uint32_t rank : {(1u << 24) - 1, 1u << 23, 0x5a5a5au, 0xabcdefu}) EXPECT_EQ(GrayRank(rank ^ (rank >> 1)), rank);
+}
+
+// Bit i of a code is whether x lies strictly on the positive side of hyperplane i (0 on it).
+TEST(HyperCodeTest, CodeHasABitPerHyperplane) {
+  constexpr int64_t kWidth = 20, kBits = 5;  // not a multiple of the four rows DotRows takes at a time
+  std::vector<float> hyperplanes(kBits * kWidth, 0.0f), x(kWidth, 0.0f), products(kBits);
+  for (int64_t i = 0; i < kBits; ++i) hyperplanes[i * kWidth + 3 * i] = 1.0f;  // hyperplane i: x[3i] = 0
+  x[0] = 2.0f;    // bit 0 set
+  x[3] = -1.0f;   // bit 1 clear
+  x[9] = 0.5f;    // bit 3 set; x[6] = 0 and x[12] = 0: bits 2 and 4 clear
+  EXPECT_EQ(HyperCode(hyperplanes.data(), kBits, kWidth, x.data(), products.data()), 0b01001u);
+  x[12] = 1e-30f;  // tiny, but positive
+  EXPECT_EQ(HyperCode(hyperplanes.data(), kBits, kWidth, x.data(), products.data()), 0b11001u);
 }
 
 }  // namespace

@@ -161,6 +161,11 @@ Calibration MakeCalibration(const MethodScenario& s) {
     r.hash_projections = add({Hkv, s.hash_rounds, D, s.hash_half_buckets},
                              s.zero_hash_projections ? std::vector<double>(count, 0.0)
                                                      : RandomValues(rng, count, s.grid_values));
+  } else if (r.name == "hyper") {
+    r.hyper_bits = s.hyper_bits;
+    r.hyper_hyperplanes = add({Hkv, 1, D, s.hyper_bits}, RandomValues(rng, Hkv * D * s.hyper_bits, s.grid_values));
+    const DataType type = s.type;
+    r.stored_query = [type](double x) { return RoundToType(type, x); };
   }
   return c;
 }

@@ -35,6 +35,7 @@ struct MethodScenario {
   bool uniform_classifier = false;            // saap: a zero second layer, so every cluster ties
   int64_t hash_rounds = 3, hash_half_buckets = 4;
   bool zero_hash_projections = false;  // every key and query in bucket 0: hash then reads every key
+  int64_t hyper_bits = 4;              // hyper: L hyperplanes per KV head (16 codes over ~70 keys: ties)
 
   // Tokens each step appends: steps[0] is the prompt (first_prompt[b] <= steps[0] tokens of sequence
   // b, right-padded, in seqlens mode), the rest append steps[t] to every sequence.

@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "attention/cpu/exact_attention.h"
+#include "attention/cpu/sparse_methods.h"
 #include "method_scenario.h"
+#include "std_thread_runner.h"
 
 namespace ortsparse::testing {
 namespace {
@@ -79,7 +83,7 @@ std::vector<std::pair<std::string, Variant>> Variants() {
 
 std::vector<MethodScenario> ReferenceScenarios() {
   std::vector<MethodScenario> scenarios;
-  for (const char* method : {"topk", "streaming", "quest", "loki", "saap", "hash", "block"}) {
+  for (const char* method : {"topk", "streaming", "quest", "loki", "saap", "hash", "block", "hyper"}) {
     for (const auto& [variant_name, variant] : Variants()) {
       for (DataType type : {DataType::kFloat32, DataType::kFloat16}) {
         MethodScenario s = Base(method);
@@ -123,7 +127,7 @@ TEST_P(MethodCoveringAllTest, EqualsDense) {
 
 std::vector<MethodScenario> CoveringScenarios() {
   std::vector<MethodScenario> scenarios;
-  for (const char* method : {"topk", "streaming", "quest", "loki", "saap", "hash", "block"}) {
+  for (const char* method : {"topk", "streaming", "quest", "loki", "saap", "hash", "block", "hyper"}) {
     for (DataType type : {DataType::kFloat32, DataType::kFloat16}) {
       MethodScenario s = Base(method);
       s.type = type;
@@ -193,6 +197,76 @@ std::vector<MethodScenario> StateScenarios() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, MethodStateTest, ::testing::ValuesIn(StateScenarios()), ScenarioName);
+
+// A hyper prefill long enough for SparseAttention to select and attend it in row slabs (6000 rows
+// of at most 1000 + 3 spans per KV head: 3 slabs), which share the keys sorted once, must give
+// exactly the output of one attention over the whole step's selection.
+TEST(HyperPrefillTest, RowSlabsEqualOneSelection) {
+  static StdThreadRunner threads(2);
+  constexpr int64_t S = 6000, Hq = 4, Hkv = 2, D = 16, L = 6;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  auto random = [&](int64_t count) {
+    std::vector<float> values(static_cast<size_t>(count));
+    for (float& v : values) v = normal(rng);
+    return values;
+  };
+  const std::vector<float> query = random(S * Hq * D), keys = random(Hkv * S * D), values = random(Hkv * S * D);
+  const std::vector<float> hyperplanes = random(Hkv * D * L);
+  const std::vector<int32_t> past = {0}, key_counts = {S}, rows = {S};
+  std::vector<float> sliced(S * Hq * D), whole(S * Hq * D);
+
+  AttentionParams a;
+  a.batch = 1;
+  a.query_length = S;
+  a.num_heads = Hq;
+  a.kv_num_heads = Hkv;
+  a.head_size = a.v_head_size = D;
+  a.query = query.data();
+  a.query_strides[0] = S * Hq * D;
+  a.query_strides[1] = Hq * D;
+  a.query_strides[2] = D;
+  a.key_cache = keys.data();
+  a.value_cache = values.data();
+  a.key_strides[0] = a.value_strides[0] = Hkv * S * D;
+  a.key_strides[1] = a.value_strides[1] = S * D;
+  a.key_strides[2] = a.value_strides[2] = D;
+  std::copy(a.query_strides, a.query_strides + 3, a.output_strides);
+  a.past_lengths = past.data();
+  a.key_counts = key_counts.data();
+  a.valid_query_rows = rows.data();
+  a.scale = 0.25f;
+  SparseMethodParams m;
+  m.method = SparseMethod::kHyper;
+  m.budget = 1000.0f;
+  m.hash_projections = hyperplanes.data();
+  m.hash_rounds = 1;
+  m.hash_half_buckets = L;
+  m.raw_query = a.query;
+  std::copy(a.query_strides, a.query_strides + 3, m.raw_query_strides);
+
+  a.output = sliced.data();
+  Status status = cpu::SparseAttention(a, m, threads.runner());
+  ASSERT_TRUE(status.ok()) << status.message();
+  cpu::SelectedKeys selected;
+  bool sparse = false;
+  status = cpu::SelectKeys(a, m, threads.runner(), &selected, &sparse);
+  ASSERT_TRUE(status.ok()) << status.message();
+  ASSERT_TRUE(sparse);
+  a.output = whole.data();
+  a.selection = &selected.Flatten();
+  status = cpu::ExactAttention(a, threads.runner());
+  ASSERT_TRUE(status.ok()) << status.message();
+  EXPECT_TRUE(sliced == whole);
+  // Sparse indeed: the last row's KV head 0 lists sink, window and at most 1000 + group - 1 picks.
+  const KeySelection& selection = *a.selection;
+  int64_t listed = 0;
+  for (int64_t span = selection.span_offsets[S - 1]; span < selection.span_offsets[S]; ++span) {
+    listed += selection.spans[span].end - selection.spans[span].begin;
+  }
+  EXPECT_GE(listed, 4 + 64 + 900);
+  EXPECT_LE(listed, 4 + 64 + 1001);
+}
 
 }  // namespace
 }  // namespace ortsparse::testing

@@ -2,8 +2,10 @@
 // method at its default attributes (budget 1/16 of 2048 keys, sink 4, window 64, dense_below 1024),
 // with calibration derived from the planted structure as a deployment would derive it from its keys:
 // a PCA basis of low-rank keys (loki), the centroids of clustered keys and a classifier that maps a
-// query to its cluster (saap), random projections (hash). The measure is the recall of attention
-// mass: the exact softmax weight of the keys attended, over all keys, for every query head.
+// query to its cluster (saap), random projections (hash) and hyperplanes (hyper). The prefill methods
+// (block, hyper) attend a whole prompt of kKeys rows, measured at the rows the needles are planted
+// for. The measure is the recall of attention mass: the exact softmax weight of the keys attended,
+// over all keys, for every query head.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,13 +27,14 @@ namespace {
 constexpr int64_t kKeys = 2048, kHeads = 4, kKvHeads = 2, kGroup = kHeads / kKvHeads, kHeadSize = 64;
 constexpr int64_t kNeedlesPerHead = 8, kClusters = 32, kRank = kHeadSize / 4;
 constexpr int64_t kBlock = 64;        // block's default block size
+constexpr int64_t kHyperBits = 12;    // hyper: 4096 codes, which few of the other keys share with a needle
 constexpr double kNeedleScore = 14.0;  // scale·q·needle: e^14 per needle against ~e^0.5 per other key
 
 // A cache of kKeys keys per KV head (the last one appended by the step), queries, and calibration.
 struct Haystack {
   std::string method;
   std::vector<double> keys;     // [Hkv, kKeys, D]
-  std::vector<double> queries;  // [rows, Hq, D]: one decode row, or kKeys prefill rows (block)
+  std::vector<double> queries;  // [rows, Hq, D]: one decode row, or kKeys prefill rows (block, hyper)
   std::vector<std::vector<double>> calibration;
   std::vector<std::vector<int64_t>> calibration_shapes;
   std::vector<int64_t> measured_rows;  // query rows whose recall is measured
@@ -53,7 +56,7 @@ Haystack MakeHaystack(const std::string& method) {
   std::mt19937 rng(2024);
   std::normal_distribution<double> normal;
   hay.keys.resize(kKvHeads * kKeys * kHeadSize);
-  const int64_t rows = method == "block" ? kKeys : 1;
+  const int64_t rows = method == "block" || method == "hyper" ? kKeys : 1;
   hay.queries.resize(rows * kHeads * kHeadSize);
   for (double& x : hay.queries) x = normal(rng);
   hay.measured_rows = {rows - 1};
@@ -131,6 +134,10 @@ Haystack MakeHaystack(const std::string& method) {
       hay.calibration = {std::vector<double>(kKvHeads * kRounds * kHeadSize * kHalfBuckets)};
       for (double& x : hay.calibration[0]) x = normal(rng);
       hay.calibration_shapes = {{kKvHeads, kRounds, kHeadSize, kHalfBuckets}};
+    } else if (method == "hyper") {
+      hay.calibration = {std::vector<double>(kKvHeads * kHeadSize * kHyperBits)};
+      for (double& x : hay.calibration[0]) x = normal(rng);
+      hay.calibration_shapes = {{kKvHeads, 1, kHeadSize, kHyperBits}};
     }
   }
 
@@ -153,8 +160,8 @@ Haystack MakeHaystack(const std::string& method) {
     for (int64_t row = kKeys - kBlock; row < kKeys; ++row) hay.measured_rows.push_back(row);
     return hay;
   }
-  for (int64_t h = 0; h < kHeads; ++h) {
-    for (int64_t j : needle_positions(h)) PlantNeedle(hay.Query(0, h), hay.Key(h / kGroup, j));
+  for (int64_t h = 0; h < kHeads; ++h) {  // for the measured (last) row
+    for (int64_t j : needle_positions(h)) PlantNeedle(hay.Query(rows - 1, h), hay.Key(h / kGroup, j));
   }
   return hay;
 }
@@ -165,7 +172,7 @@ TEST_P(NeedleTest, FindsPlantedNeedlesAtDefaultBudget) {
   static StdThreadRunner threads(2);
   const auto& [method, type] = GetParam();
   Haystack hay = MakeHaystack(method);
-  const bool prefill = method == "block";
+  const bool prefill = method == "block" || method == "hyper";
   const int64_t S = prefill ? kKeys : 1, P = kKeys - S;  // concatenation mode: a past of P keys
 
   // [B, S, H * D] rows and [B, Hkv, P, D] past, from the haystack's [Hkv, kKeys, D] keys.
@@ -257,7 +264,7 @@ TEST_P(NeedleTest, FindsPlantedNeedlesAtDefaultBudget) {
         count += attended[j];
       }
       EXPECT_GE(found / all, 0.95) << "row " << row << ", head " << h;
-      if (!prefill) {
+      if (!prefill || method == "hyper") {  // block keeps gamma of the mass, whatever it costs
         EXPECT_LE(count, 0.15 * kKeys) << "row " << row << ", head " << h << ": barely sparse";
       }
     }
@@ -270,7 +277,7 @@ std::string NeedleName(const ::testing::TestParamInfo<std::tuple<std::string, Da
 
 INSTANTIATE_TEST_SUITE_P(Methods, NeedleTest,
                          ::testing::Combine(::testing::Values("topk", "streaming", "quest", "loki", "saap", "hash",
-                                                              "block"),
+                                                              "block", "hyper"),
                                             ::testing::Values(DataType::kFloat32, DataType::kFloat16)),
                          NeedleName);
 

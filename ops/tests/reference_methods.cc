@@ -95,7 +95,9 @@ std::vector<uint8_t> GroupSelection(const Step& s, int64_t b, int64_t i, int64_t
   }
   const int64_t n = std::max<int64_t>(0, end - begin);
   const bool prefill = p.query_length > 1;
-  const bool exact = m.name == "dense" || m.name == "block" || (prefill && m.name != "hash") || n < m.dense_below;
+  const bool sparse_prefill = m.name == "hash" || m.name == "hyper";
+  const bool exact = m.name == "dense" || m.name == "block" || (prefill && !sparse_prefill) ||
+                     (!prefill && m.name == "hyper") || n < m.dense_below;
   if (exact) {
     std::fill(keys.begin() + begin, keys.begin() + std::max(begin, end), 1);
     return keys;
@@ -137,6 +139,53 @@ std::vector<uint8_t> GroupSelection(const Step& s, int64_t b, int64_t i, int64_t
     }
     // Prefill: every matching key; decode: the k matching in most rounds, later positions first.
     for (int64_t j : prefill ? candidates : TopK(candidates, score, k, /*later_first=*/true)) keys[j] = 1;
+    return keys;
+  }
+
+  if (m.name == "hyper") {
+    // sortLSH: the middle keys ordered by (rank of their code, position), every code computed here.
+    auto rank_of = [&](const double* x) {
+      int64_t code = 0;
+      for (int64_t c = 0; c < m.hyper_bits; ++c) {
+        double product = 0.0;
+        for (int64_t d = 0; d < s.D; ++d) product += x[d] * m.hyper_hyperplanes[(kv_head * s.D + d) * m.hyper_bits + c];
+        if (product > 0.0) code |= int64_t{1} << c;
+      }
+      int64_t rank = code;  // inverse Gray code
+      for (int64_t shifted = code >> 1; shifted != 0; shifted >>= 1) rank ^= shifted;
+      return rank;
+    };
+    std::vector<std::pair<int64_t, int64_t>> order;  // (rank, position)
+    for (int64_t j = middle_begin; j < middle_end; ++j) order.push_back({rank_of(s.CachedKey(b, kv_head, j)), j});
+    std::sort(order.begin(), order.end());
+    const int64_t lsh = (k + 1) / 2, samples = k - lsh, per_head = (lsh + s.group - 1) / s.group;
+    const int64_t size = static_cast<int64_t>(order.size());
+    for (int64_t h = first_head; h < first_head + s.group; ++h) {
+      const int64_t rank = rank_of(AttendedQuery(p, s.seq, b, i, h, m.stored_query).data());
+      int64_t left = 0;  // the query goes after every key of a rank up to its own
+      while (left < size && order[left].first <= rank) ++left;
+      int64_t right = left--;
+      auto next = [&](bool from_left) -> int64_t {  // the nearest key on one side not hidden from the group
+        while (from_left ? left >= 0 : right < size) {
+          const int64_t j = order[from_left ? left-- : right++].second;
+          if (!s.HiddenFromGroup(b, i, kv_head, j)) return j;
+        }
+        return -1;
+      };
+      bool left_turn = true;
+      for (int64_t taken = 0; taken < per_head; ++taken) {
+        int64_t j = next(left_turn);
+        if (j < 0) j = next(!left_turn);  // that side ran out: the other one
+        if (j < 0) break;
+        keys[j] = 1;
+        left_turn = !left_turn;
+      }
+    }
+    const int64_t middle_size = middle_end - middle_begin;
+    for (int64_t t = 0; t < samples; ++t) {
+      const int64_t j = middle_begin + (2 * t + 1) * middle_size / (2 * samples);
+      if (!s.HiddenFromGroup(b, i, kv_head, j)) keys[j] = 1;
+    }
     return keys;
   }
 

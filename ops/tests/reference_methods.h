@@ -25,6 +25,10 @@ struct ReferenceMethod {
   std::vector<double> classifier_weights, classifier_bias, classifier_output;  // [Hq, D, M], [Hq, M], [Hq, M + 1, C]
   int64_t hash_rounds = 0, hash_half_buckets = 0;                           // hash: R, NB / 2
   std::vector<double> hash_projections;                                     // [Hkv, R, D, NB / 2]
+  int64_t hyper_bits = 0;                                                   // hyper: L
+  std::vector<double> hyper_hyperplanes;                                    // [Hkv, 1, D, L]
+  // hyper codes the queries as the op attends them: rotated, then stored in the attention type.
+  RoundStored stored_query = Unrounded;
 };
 
 // The state rows and width of a method for a cache of `length` positions (0 x 0 without state).

@@ -122,8 +122,8 @@ TEST_F(ValidationTest, RejectsBadSparseMethodAttributes) {
 
 TEST_F(ValidationTest, RejectsBadMethodAttributes) {
   attributes.method = "fast";
-  EXPECT_EQ(AttributeError(),
-            "SparseAttention: method 'fast' is not one of dense, topk, streaming, loki, quest, saap, hash, block");
+  EXPECT_EQ(AttributeError(), "SparseAttention: method 'fast' is not one of dense, topk, streaming, loki, quest, saap, "
+                              "hash, block, hyper");
   attributes.method = "quest";
   attributes.page_size = 0;
   EXPECT_EQ(AttributeError(), "SparseAttention: page_size (0) must be at least 1");
@@ -188,6 +188,34 @@ TEST_F(ValidationTest, RejectsMissingOrMisshapedCalibration) {
   ASSERT_EQ(Error(), "ok");
   EXPECT_EQ(plan.hash_rounds, 3);
   EXPECT_EQ(plan.hash_half_buckets, 4);
+}
+
+TEST_F(ValidationTest, RejectsMissingOrMisshapedHyperplanes) {
+  attributes.method = "hyper";
+  EXPECT_EQ(Error(), "SparseAttention: method 'hyper' needs method_data_0 (the LSH hyperplanes [kv_num_heads, 1, "
+                     "head_size, bits]), which is missing");
+  Set(kMethodData0, DataType::kFloat32, {2, 3, 8, 4});  // hash's layout with 3 rounds
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 3, 8, 4] but must be [kv_num_heads, 1, head_size, "
+                     "bits] = [2, 1, 8, *]");
+  Set(kMethodData0, DataType::kFloat32, {2, 1, 8});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 1, 8] but must be [kv_num_heads, 1, head_size, "
+                     "bits] = [2, 1, 8, *]");
+  Set(kMethodData0, DataType::kFloat32, {2, 1, 8, 0});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 1, 8, 0] but dimension 3 of [kv_num_heads, 1, "
+                     "head_size, bits] must be positive");
+  Set(kMethodData0, DataType::kFloat32, {2, 1, 8, 25});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 has shape [2, 1, 8, 25] but its bits (dimension 3 of "
+                     "[kv_num_heads, 1, head_size, bits]) must be at most 24, got 25");
+  Set(kMethodData0, DataType::kFloat16, {2, 1, 8, 24});
+  EXPECT_EQ(Error(), "SparseAttention: method_data_0 must be float (float32), got float16");
+  Set(kMethodData0, DataType::kFloat32, {2, 1, 8, 24});
+  ASSERT_EQ(Error(), "ok");
+  EXPECT_EQ(plan.hash_rounds, 1);
+  EXPECT_EQ(plan.hash_half_buckets, 24);
+  EXPECT_EQ(plan.state_output, -1);  // no state
+  EXPECT_EQ(plan.present_index_shape, (std::vector<int64_t>{2, 2, 0, 0}));
+  UseRotary(64, 4);  // codes of the cached (rotated) keys: nothing to rebuild
+  EXPECT_EQ(Error(), "ok");
 }
 
 // Each method with state: its present shape for T_cap, and its past's checked against the past length.

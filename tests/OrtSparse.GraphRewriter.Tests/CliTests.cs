@@ -108,10 +108,23 @@ public sealed class CliTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_scratch, "out.onnx")));
     }
 
+    [Fact]
+    public void PatchHelpListsEveryMethodAndItsParameters()
+    {
+        var help = Cli("patch", "--help");
+        Assert.Equal(0, help.Code);
+        foreach (var method in MethodCatalog.All)
+        {
+            Assert.Contains($"  {method.Name,-10} {method.Summary}", help.Out);
+        }
+        Assert.Contains("  hyper      HyperAttention prefill", help.Out);
+        Assert.Contains("--bits         LSH hyperplanes per KV head, 1 to 24 (drawn by patch) (default 8)", help.Out);
+    }
+
     [Theory]
     [InlineData(new[] { "frobnicate" }, "unknown command 'frobnicate'")]
     [InlineData(new[] { "patch", "in.onnx" }, "patch needs -o OUT.onnx")]
-    [InlineData(new[] { "patch", "in.onnx", "-o", "out.onnx", "--method", "magic" }, "Unknown method 'magic' (available: dense, topk, streaming, loki, quest, saap, hash, block).")]
+    [InlineData(new[] { "patch", "in.onnx", "-o", "out.onnx", "--method", "magic" }, "Unknown method 'magic' (available: dense, topk, streaming, loki, quest, saap, hash, block, hyper).")]
     [InlineData(new[] { "patch", "in.onnx", "-o", "out.onnx", "--budjet", "0.1" }, "unknown option --budjet")]
     [InlineData(new[] { "patch", "in.onnx", "-o", "out.onnx", "--budget", "0.1" }, "Method 'dense' takes no parameters, got 'budget'.")]
     [InlineData(new[] { "patch", "in.onnx", "-o", "out.onnx", "--method", "quest", "--rank", "8" }, "Method 'quest' has no parameter 'rank' (it takes: budget, sink, window, dense_below, page_size).")]

@@ -78,6 +78,24 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
     }
 
     [Fact]
+    public void HyperPrefillOfShortRowsIsDense()
+    {
+        // Rows shorter than dense_below (the default 1024) are attended densely; decode steps always are.
+        var (code, output) = PatchAndCheck("hyper");
+        Assert.True(code == 0, output);
+        Assert.Contains("all 10 outputs match", output);
+    }
+
+    [Fact]
+    public void HyperRunsAndIsSparse()
+    {
+        var (code, output) = PatchAndCheck("hyper", "--dense_below", "0", "--sink", "1", "--window", "1", "--bits", "4");
+        Assert.Equal(CliApp.Failed, code);
+        Assert.Contains("outputs mismatch", output);
+        Assert.DoesNotContain("present.0.key      MISMATCH", output);
+    }
+
+    [Fact]
     public void HashRunsAndIsSparse()
     {
         var (code, output) = PatchAndCheck("hash", "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");

@@ -99,6 +99,44 @@ public sealed class MethodPatchTests : IDisposable
     }
 
     [Fact]
+    public void HyperDrawsOneRoundOfHyperplanesPerLayerAndKeepsNoState()
+    {
+        var model = Patch("hyper", new Dictionary<string, double> { ["bits"] = 12, ["seed"] = 5, ["budget"] = 0.125 });
+        var nodes = model.Graph.Node.Where(n => n.OpType == SparseAttentionOp.OpType).ToList();
+        Assert.Equal(2, nodes.Count);
+        Assert.Equal("hyper", nodes[0].Attribute.Single(a => a.Name == "method").S.ToStringUtf8());
+        Assert.Equal(0.125f, nodes[0].Attribute.Single(a => a.Name == "budget").F);
+        Assert.DoesNotContain(nodes[0].Attribute, a => a.Name is "bits" or "seed"); // rewriter-side parameters
+        for (var layer = 0; layer < 2; layer++)
+        {
+            var node = nodes[layer]; // layer L is the L-th site in graph order
+            var name = node.Input[SparseAttentionOp.InputIndex("method_data_0")];
+            Assert.Equal([1, 1, 64, 12], InitializerShape(model, name));
+            // hash's projections with one round of 2·bits buckets, from the layer's stream.
+            var expected = HashProjections.Create(1, 1, 64, 24, 5 * 1000003 + layer);
+            Assert.Equal(expected.Values.ToArray(), OnnxTensor.ToFloats(model.Graph.Initializer.Single(i => i.Name == name)));
+            Assert.True(node.Input.Count <= SparseAttentionOp.InputIndex("past_index") || node.Input[SparseAttentionOp.InputIndex("past_index")] == "");
+            Assert.True(node.Input[SparseAttentionOp.InputIndex("past_summary")] == "");
+        }
+        Assert.DoesNotContain(model.Graph.Input, i => i.Name.Contains("ortsparse"));
+        Assert.DoesNotContain(model.Graph.Output, o => o.Name.Contains("ortsparse"));
+
+        var defaults = Patch("hyper");
+        var first = FirstAttention(defaults);
+        Assert.Equal([1, 1, 64, 8], InitializerShape(defaults, first.Input[SparseAttentionOp.InputIndex("method_data_0")]));
+        Assert.Equal(defaults.Graph.Initializer, Patch("hyper").Graph.Initializer);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(25)]
+    public void HyperRejectsBitsOutOfRange(int bits)
+    {
+        var error = Assert.Throws<PatchException>(() => Patch("hyper", new Dictionary<string, double> { ["bits"] = bits }));
+        Assert.Equal($"method 'hyper' takes 1 to 24 bits (hyperplanes per KV head), got {bits}", error.Message);
+    }
+
+    [Fact]
     public void CalibrateIsDeterministicForASeed()
     {
         var tokens = Path.Combine(_scratch, "tokens.txt");

@@ -62,7 +62,20 @@ public sealed class OpErrorTests
     {
         var error = RunError([.. Heads(4, 4), OnnxBuilder.StringAttribute("method", "magic")], ["query", "key", "value"],
             Floats("query", 1, 1, 256), Floats("key", 1, 1, 256), Floats("value", 1, 1, 256));
-        Assert.Contains("SparseAttention: method 'magic' is not one of dense, topk, streaming, loki, quest, saap, hash, block", error);
+        Assert.Contains("SparseAttention: method 'magic' is not one of dense, topk, streaming, loki, quest, saap, hash, block, hyper", error);
+    }
+
+    [Fact]
+    public void HyperNeedsOneRoundOfAtMost24Hyperplanes()
+    {
+        string[] slots = ["query", "key", "value", "", "", "", "", "", "", "", "", "", "", "method_data_0"];
+        AttributeProto[] attributes = [.. Heads(2, 1), OnnxBuilder.StringAttribute("method", "hyper")];
+        var rounds = RunError(attributes, slots, Floats("query", 1, 2, 128), Floats("key", 1, 2, 64), Floats("value", 1, 2, 64),
+            Floats("method_data_0", 1, 2, 64, 8));
+        Assert.Contains("SparseAttention: method_data_0 has shape [1, 2, 64, 8] but must be [kv_num_heads, 1, head_size, bits] = [1, 1, 64, *]", rounds);
+        var bits = RunError(attributes, slots, Floats("query", 1, 2, 128), Floats("key", 1, 2, 64), Floats("value", 1, 2, 64),
+            Floats("method_data_0", 1, 1, 64, 25));
+        Assert.Contains("SparseAttention: method_data_0 has shape [1, 1, 64, 25] but its bits (dimension 3 of [kv_num_heads, 1, head_size, bits]) must be at most 24, got 25", bits);
     }
 
     [Fact]

@@ -114,7 +114,7 @@ public sealed class PatchTests
     {
         var model = new AttentionCase().BuildModel();
         var unknown = Assert.Throws<ArgumentException>(() => ModelPatcher.Patch(model, new PatchOptions { Method = new MethodConfig { Method = "magic" } }));
-        Assert.Equal("Unknown method 'magic' (available: dense, topk, streaming, loki, quest, saap, hash, block).", unknown.Message);
+        Assert.Equal("Unknown method 'magic' (available: dense, topk, streaming, loki, quest, saap, hash, block, hyper).", unknown.Message);
 
         model.Graph.Node[0].OpType = "Softmax";
         var none = Assert.Throws<PatchException>(() => ModelPatcher.Patch(model));

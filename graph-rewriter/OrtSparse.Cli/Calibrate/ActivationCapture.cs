@@ -44,8 +44,9 @@ public static class ActivationCapture
         var tapped = new List<string[]>();  // per site: query, key (, value)
         foreach (var site in sites)
         {
-            var node = captured.Graph.Node[site.NodeIndex];
-            var inputs = node.Input.Take(withValues ? 3 : 2).ToArray();
+            var inputs = (site.QueryKeyValue ?? throw new InvalidDataException(
+                    $"{site.Kind} node '{site.NodeName}' reads a query and key the graph does not hold (packed QKV, or a bias the node adds): they cannot be captured"))
+                .Take(withValues ? 3 : 2).ToArray();
             tapped.Add(inputs);
             foreach (var value in inputs.Distinct().Where(v => captured.Graph.Output.All(o => o.Name != v)))
             {

@@ -10,7 +10,7 @@ internal static class InspectCommand
         var line = CommandLine.Parse(args, [], ["--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
-            stdout.WriteLine("usage: ortsparse inspect MODEL\n\nLists each attention site (kind, heads, head dim, element type, cache inputs) and what patch would do with it.");
+            stdout.WriteLine("usage: ortsparse inspect MODEL\n\nLists each attention site (kind, heads, head dim, element type, cache inputs), what patch would do with it,\nand what it would fuse or insert around it.");
             return CliApp.Ok;
         }
         if (line.Positional.Count != 1)
@@ -48,6 +48,14 @@ internal static class InspectCommand
             s.CanReplace ? "replace with com.ortsparse.SparseAttention" : $"cannot replace: {s.UnsupportedReason}",
         }).ToList();
         Table.Write(stdout, ["node#", "name", "kind", "layout", "heads", "kv heads", "head dim", "type", "cache inputs", "patch"], rows);
+        foreach (var site in sites.Where(s => s.Notes.Count > 0))
+        {
+            stdout.WriteLine($"{site.NodeName}:");
+            foreach (var note in site.Notes)
+            {
+                stdout.WriteLine($"  {note}");
+            }
+        }
         return CliApp.Ok;
     }
 }

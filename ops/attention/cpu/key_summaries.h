@@ -57,4 +57,22 @@ ORTSPARSE_ALWAYS_INLINE int32_t HashBucket(const float* projections, int64_t wid
   return bucket;
 }
 
+// hyper: code(x) = Σ_i [x·W[:, i] > 0]·2^i over the `bits` hyperplanes, here the rows of
+// `hyperplanes` [bits, width]. `products` is scratch for `bits` floats.
+ORTSPARSE_ALWAYS_INLINE uint32_t HyperCode(const float* hyperplanes, int64_t bits, int64_t width, const float* x,
+                                           float* products) {
+  DotRows(x, hyperplanes, width, bits, width, products);
+  uint32_t code = 0;
+  for (int64_t i = 0; i < bits; ++i) code |= (products[i] > 0.0f ? 1u : 0u) << i;  // NaN: 0
+  return code;
+}
+
+// hyper: the sortLSH rank of a code, its Gray-code decoding, so that codes adjacent in rank differ
+// in one bit (one hyperplane).
+inline uint32_t GrayRank(uint32_t code) {
+  uint32_t rank = code;
+  for (uint32_t shifted = code >> 1; shifted != 0; shifted >>= 1) rank ^= shifted;
+  return rank;
+}
+
 }  // namespace ortsparse::cpu

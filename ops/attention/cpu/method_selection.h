@@ -1,8 +1,9 @@
-// Internal to the sparse methods: the selection of decode steps and of the two sparse prefills,
+// Internal to the sparse methods: the selection of decode steps and of the three sparse prefills,
 // and the pieces they share. See sparse_methods.h for the entry points.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "attention/cpu/element.h"
 #include "attention/cpu/key_selection.h"
@@ -23,6 +24,32 @@ Status SelectHashPrefill(const AttentionParams& attention, const SparseMethodPar
 // block prefill (S > 1): one tile per (b, query head, block of block_size rows).
 Status SelectBlockPrefill(const AttentionParams& attention, const SparseMethodParams& method,
                           const ParallelRunner& runner, SelectedKeys* selected);
+
+// hyper: every cached key of each (sequence, KV head) in sortLSH order, by (rank of its code,
+// position). Built once per step; the row slabs of a prefill share it.
+struct SortedKeyCodes {
+  static constexpr uint64_t kPositionMask = 0xffffffffu;
+  int64_t kv_num_heads = 0;
+  int64_t stride = 0;  // entries per (b, KV head): the longest sequence's keys
+  // [(b * Hkv + h) * stride + i] for i < key_counts[b]: rank << 32 | position, increasing.
+  std::vector<uint64_t> entries;
+  std::vector<float> hyperplanes;  // [Hkv, L, D]: the columns of method_data_0 as rows
+
+  const uint64_t* Of(int64_t b, int64_t kv_head) const {
+    return entries.data() + (b * kv_num_heads + kv_head) * stride;
+  }
+  const float* HyperplanesOf(int64_t kv_head, int64_t bits, int64_t head_size) const {
+    return hyperplanes.data() + kv_head * bits * head_size;
+  }
+};
+
+// hyper: codes and sorts the cached keys key_counts[b] of every (b, KV head), in parallel.
+Status SortKeyCodes(const AttentionParams& attention, const SparseMethodParams& method, const ParallelRunner& runner,
+                    SortedKeyCodes* codes);
+
+// hyper prefill (S > 1) over the keys sorted by SortKeyCodes: one tile per (b, KV head, row).
+Status SelectHyperPrefill(const AttentionParams& attention, const SparseMethodParams& method,
+                          const SortedKeyCodes& codes, const ParallelRunner& runner, SelectedKeys* selected);
 
 // Row `row` of sequence b, query head `head`, as fp32: the raw query (before rotary) or the
 // attended one.

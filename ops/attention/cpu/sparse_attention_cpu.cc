@@ -100,6 +100,7 @@ SparseMethodParams MakeMethodParams(const attention::AttentionAttributes& attrib
       m.classifier_hidden = plan.classifier_hidden;
       break;
     case SparseMethod::kHash:
+    case SparseMethod::kHyper:  // [Hkv, 1, D, L] hyperplanes: one round of L columns
       m.hash_projections = calibration(attention::kMethodData0);
       m.hash_rounds = plan.hash_rounds;
       m.hash_half_buckets = plan.hash_half_buckets;

@@ -9,9 +9,19 @@
 namespace ortsparse::cpu {
 namespace {
 
-// Hash prefill lists every row's keys; rows are selected and attended in slabs whose lists stay
-// below this many spans (32 MB) even if every key matched.
+// Hash and hyper prefills list every row's keys; rows are selected and attended in slabs whose
+// lists stay below this many spans (32 MB) even if every key matched (hash) or every pick is a span
+// of its own (hyper).
 constexpr int64_t kPrefillSlabSpans = int64_t{1} << 22;
+
+// The most spans a prefill row of a step lists: every key it sees (hash), or sink, window and its
+// picks, which for hyper are at most k, plus group - 1 where its heads round k_lsh up.
+int64_t RowSpanBound(const AttentionParams& attention, const SparseMethodParams& method) {
+  const int64_t longest = *std::max_element(attention.key_counts, attention.key_counts + attention.batch);
+  if (method.method != SparseMethod::kHyper) return longest;
+  const int64_t group = attention.num_heads / attention.kv_num_heads;
+  return std::min(longest, PartitionRow({0, longest}, method).picks + group + 1);
+}
 
 Status AttendSelection(const AttentionParams& attention, SelectedKeys* selected, const ParallelRunner& runner) {
   AttentionParams with_selection = attention;
@@ -77,6 +87,13 @@ Status SelectKeys(const AttentionParams& attention, const SparseMethodParams& me
     case SparseMethod::kBlock:
       *sparse = !decoding;
       return decoding ? Status::Ok() : SelectBlockPrefill(attention, method, runner, selected);
+    case SparseMethod::kHyper: {
+      *sparse = !decoding;
+      if (decoding) return Status::Ok();
+      SortedKeyCodes codes;
+      ORTSPARSE_RETURN_IF_ERROR(SortKeyCodes(attention, method, runner, &codes));
+      return SelectHyperPrefill(attention, method, codes, runner, selected);
+    }
     default:  // decode-only methods: prefill is exact
       *sparse = decoding;
       return decoding ? SelectForDecode(attention, method, runner, selected) : Status::Ok();
@@ -90,13 +107,16 @@ Status SparseAttention(const AttentionParams& attention, const SparseMethodParam
   thread_local SelectedKeys decode_selected;
   SelectedKeys prefill_selected;
   SelectedKeys& selected = S == 1 ? decode_selected : prefill_selected;
-  if (method.method == SparseMethod::kHash && S > 1) {
-    const int64_t longest = *std::max_element(attention.key_counts, attention.key_counts + attention.batch);
-    const int64_t rows_per_slab =
-        std::max<int64_t>(1, kPrefillSlabSpans / std::max<int64_t>(1, attention.batch * attention.kv_num_heads * longest));
+  const bool hyper = method.method == SparseMethod::kHyper;
+  if ((method.method == SparseMethod::kHash || hyper) && S > 1) {
+    SortedKeyCodes codes;  // hyper: the keys are sorted once, for every slab
+    if (hyper) ORTSPARSE_RETURN_IF_ERROR(SortKeyCodes(attention, method, runner, &codes));
+    const int64_t row_spans = attention.batch * attention.kv_num_heads * RowSpanBound(attention, method);
+    const int64_t rows_per_slab = std::max<int64_t>(1, kPrefillSlabSpans / std::max<int64_t>(1, row_spans));
     for (int64_t begin = 0; begin < S; begin += rows_per_slab) {
       const RowSlab slab(attention, method, begin, std::min(S, begin + rows_per_slab));
-      ORTSPARSE_RETURN_IF_ERROR(SelectHashPrefill(slab.attention, slab.method, runner, &selected));
+      ORTSPARSE_RETURN_IF_ERROR(hyper ? SelectHyperPrefill(slab.attention, slab.method, codes, runner, &selected)
+                                      : SelectHashPrefill(slab.attention, slab.method, runner, &selected));
       ORTSPARSE_RETURN_IF_ERROR(AttendSelection(slab.attention, &selected, runner));
     }
     return Status::Ok();

@@ -1,7 +1,7 @@
 // The sparse methods on the CPU (docs/ops.md, "Methods"), as variants of shared building blocks: a
 // method may keep per-key state next to the KV cache (UpdateMethodState), it selects the keys each
-// query row attends (SelectKeys: per KV-head group for decoding, per row for hash prefill, per query
-// head and block for block prefill), and the exact-attention kernel attends that selection.
+// query row attends (SelectKeys: per KV-head group for decoding, per row for hash and hyper prefill,
+// per query head and block for block prefill), and the exact-attention kernel attends that selection.
 #pragma once
 
 #include "attention/cpu/key_selection.h"
@@ -20,7 +20,8 @@ Status UpdateMethodState(const AttentionParams& attention, const SparseMethodPar
                          const ParallelRunner& runner);
 
 // The keys each tile attends on this step. *sparse is false, and `selected` untouched, when the
-// step is attended densely: dense itself, a prefill of a decode-only method, a decode step of block.
+// step is attended densely: dense itself, a prefill of a decode-only method, a decode step of block
+// or hyper.
 Status SelectKeys(const AttentionParams& attention, const SparseMethodParams& method, const ParallelRunner& runner,
                   SelectedKeys* selected, bool* sparse);
 

@@ -7,7 +7,7 @@
 
 namespace ortsparse {
 
-enum class SparseMethod : uint8_t { kDense, kTopK, kStreaming, kLoki, kQuest, kSaap, kHash, kBlock };
+enum class SparseMethod : uint8_t { kDense, kTopK, kStreaming, kLoki, kQuest, kSaap, kHash, kBlock, kHyper };
 
 // loki, saap and hash summarise keys (and queries) as given, before the op's rotary embedding.
 constexpr bool SummarisesRawKeys(SparseMethod method) {
@@ -56,9 +56,9 @@ struct SparseMethodParams {
   const float* classifier_bias = nullptr;     // saap: [Hq, M]
   const float* classifier_output = nullptr;   // saap: [Hq, M + 1, C], its bias as the last row
   int64_t classifier_hidden = 0;              // M
-  const float* hash_projections = nullptr;    // hash: [Hkv, R, D, NB / 2]
-  int64_t hash_rounds = 0;                    // R
-  int64_t hash_half_buckets = 0;              // NB / 2
+  const float* hash_projections = nullptr;    // hash: [Hkv, R, D, NB / 2]; hyper: [Hkv, 1, D, L] hyperplanes
+  int64_t hash_rounds = 0;                    // R (hyper: 1)
+  int64_t hash_half_buckets = 0;              // NB / 2 (hyper: L, the bits of a code)
 
   MethodState state;  // quest: summaries; loki: summaries; saap, hash: indices
 };
