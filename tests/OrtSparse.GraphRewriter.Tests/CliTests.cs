@@ -118,7 +118,7 @@ public sealed class CliTests : IDisposable
             Assert.Contains($"  {method.Name,-10} {method.Summary}", help.Out);
         }
         Assert.Contains("  hyper      HyperAttention prefill", help.Out);
-        Assert.Contains("--bits         LSH hyperplanes per KV head, 1 to 24 (drawn by patch) (default 8)", help.Out);
+        Assert.Contains("--bits         LSH hyperplanes per KV head, 1 to 24 (drawn by patch) (default 12)", help.Out);
     }
 
     [Theory]

@@ -123,7 +123,7 @@ public sealed class MethodPatchTests : IDisposable
 
         var defaults = Patch("hyper");
         var first = FirstAttention(defaults);
-        Assert.Equal([1, 1, 64, 8], InitializerShape(defaults, first.Input[SparseAttentionOp.InputIndex("method_data_0")]));
+        Assert.Equal([1, 1, 64, 12], InitializerShape(defaults, first.Input[SparseAttentionOp.InputIndex("method_data_0")]));
         Assert.Equal(defaults.Graph.Initializer, Patch("hyper").Graph.Initializer);
     }
 
