@@ -1,0 +1,189 @@
+// Device-side helpers shared by the CUDA kernels: element conversions, 16-byte chunk loads, warp
+// and block reductions, and the "last block of a grid" handshake.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ortsparse/data_type.h"
+
+#define ORTSPARSE_CUDA_RETURN_IF_ERROR(expression)      \
+  do {                                                  \
+    const cudaError_t ortsparse_cuda_error_ = (expression); \
+    if (ortsparse_cuda_error_ != cudaSuccess) return ortsparse_cuda_error_; \
+  } while (false)
+
+namespace ortsparse::cuda {
+
+constexpr unsigned kFullWarp = 0xffffffffu;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ float NegativeInfinity() { return -__int_as_float(0x7f800000); }
+
+template <typename T>
+__host__ __device__ __forceinline__ constexpr T Smaller(T a, T b) {
+  return a < b ? a : b;
+}
+template <typename T>
+__host__ __device__ __forceinline__ constexpr T Larger(T a, T b) {
+  return a < b ? b : a;
+}
+
+// Element conversions; every computation is fp32.
+template <typename T>
+struct Element;
+template <>
+struct Element<float> {
+  static __device__ __forceinline__ float ToFloat(float x) { return x; }
+  static __device__ __forceinline__ float FromFloat(float x) { return x; }
+};
+template <>
+struct Element<__half> {
+  static __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half FromFloat(float x) { return __float2half_rn(x); }
+};
+template <>
+struct Element<__nv_bfloat16> {
+  static __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 FromFloat(float x) { return __float2bfloat16_rn(x); }
+};
+
+template <typename T>
+__device__ __forceinline__ float ToFloat(T x) {
+  return Element<T>::ToFloat(x);
+}
+template <typename T>
+__device__ __forceinline__ T FromFloat(float x) {
+  return Element<T>::FromFloat(x);
+}
+
+// Elements of one 16-byte chunk, the unit every row is read in.
+template <typename T>
+constexpr int kChunkElements = 16 / static_cast<int>(sizeof(T));
+
+__device__ __forceinline__ void ChunkToFloat(const uint4& raw, float (&out)[4]) {
+  out[0] = __uint_as_float(raw.x);
+  out[1] = __uint_as_float(raw.y);
+  out[2] = __uint_as_float(raw.z);
+  out[3] = __uint_as_float(raw.w);
+}
+__device__ __forceinline__ void ChunkToFloat(const uint4& raw, float (&out)[8], __half) {
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    __half2 pair;
+    memcpy(&pair, &words[i], 4);
+    const float2 f = __half22float2(pair);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void ChunkToFloat(const uint4& raw, float (&out)[8], __nv_bfloat16) {
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    // bf16 is the top half of an fp32: widening is a shift.
+    out[2 * i] = __uint_as_float(words[i] << 16);
+    out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void ChunkAsFloat(const uint4& raw, float (&out)[kChunkElements<T>]) {
+  if constexpr (sizeof(T) == 4) {
+    ChunkToFloat(raw, out);
+  } else {
+    ChunkToFloat(raw, out, T());
+  }
+}
+
+// `count` (<= kChunkElements) elements from `row`, as fp32; a 16-byte load when `vector` (the
+// chunk is whole and aligned), element loads otherwise; missing elements are 0.
+template <typename T>
+__device__ __forceinline__ void LoadChunk(const T* row, int count, bool vector, float (&out)[kChunkElements<T>]) {
+  if (vector) {
+    ChunkAsFloat<T>(__ldg(reinterpret_cast<const uint4*>(row)), out);
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < kChunkElements<T>; ++i) out[i] = i < count ? ToFloat(row[i]) : 0.0f;
+}
+
+// Scores ranked as unsigned integers: larger score, larger key. NaN ranks as -inf and -0 as +0,
+// as the CPU's float comparisons see them.
+__device__ __forceinline__ uint32_t OrderedBits(float score) {
+  if (score != score) score = NegativeInfinity();
+  uint32_t bits = __float_as_uint(score);
+  if (bits == 0x80000000u) bits = 0;
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+template <typename Op>
+__device__ __forceinline__ float WarpReduce(float value, Op op) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(kFullWarp, value, offset));
+  return value;
+}
+
+__device__ __forceinline__ int WarpInclusiveSum(int value) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const int other = __shfl_up_sync(kFullWarp, value, offset);
+    if (lane >= offset) value += other;
+  }
+  return value;
+}
+
+// Exclusive prefix sum over the block (blockDim.x a multiple of 32, at most 1024); `scratch` holds
+// 33 ints. Returns this thread's exclusive prefix; *total receives the block's sum.
+__device__ __forceinline__ int BlockExclusiveSum(int value, int* scratch, int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int inclusive = WarpInclusiveSum(value);
+  if (lane == 31) scratch[warp] = inclusive;
+  __syncthreads();
+  if (warp == 0) {
+    const int warp_total = lane < warps ? scratch[lane] : 0;
+    const int warp_inclusive = WarpInclusiveSum(warp_total);
+    scratch[lane] = warp_inclusive - warp_total;
+    if (lane == 31) scratch[32] = warp_inclusive;
+  }
+  __syncthreads();
+  const int result = scratch[warp] + inclusive - value;
+  *total = scratch[32];
+  __syncthreads();
+  return result;
+}
+
+// Called by every thread of every block of a group sharing `counter` after its results are
+// written: true in the block that finishes last, which may then read all the others' results
+// (through L2: __ldcg). `flag` is a shared int.
+__device__ __forceinline__ bool FinishedLast(int* counter, int blocks, int* flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) *flag = atomicAdd(counter, 1) == blocks - 1;
+  __syncthreads();
+  const bool last = *flag != 0;
+  if (last) __threadfence();
+  return last;
+}
+
+// Programmatic dependent launch (sm_90): the next kernel of the stream, launched with the attribute,
+// may start once every block of this one has called AllowNextKernel; it calls
+// WaitForPreviousKernel before touching anything this kernel writes or reads (which returns once
+// this kernel has finished and its writes are visible). No-ops elsewhere.
+__device__ __forceinline__ void WaitForPreviousKernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void AllowNextKernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+}  // namespace ortsparse::cuda

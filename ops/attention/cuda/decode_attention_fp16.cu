@@ -1,0 +1,8 @@
+// The decode attention kernels for half caches (one file per type so that they compile in parallel).
+#include "attention/cuda/decode_attention.cuh"
+
+namespace ortsparse::cuda::detail {
+
+template cudaError_t LaunchDecodeAttentionOf<__half>(const DecodeArgs& args, const LaunchShape& shape);
+
+}  // namespace ortsparse::cuda::detail

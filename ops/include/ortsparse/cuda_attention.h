@@ -1,0 +1,67 @@
+// CUDA kernels of SparseAttention's decode steps (S = 1) and of the cache and state updates around
+// them, on the plain parameter structs of attention_params.h and sparse_method_params.h. Nothing
+// here includes ONNX Runtime: the op layer fills the structs, tests and benchmarks too.
+//
+// Device memory: every data pointer of the structs (query, caches, output, mask, past_lengths,
+// key_counts, valid_query_rows, raw_query, raw_keys, calibration, method state, rotary tables and
+// position ids) must point to device memory. Lengths stay on the device: no function here copies
+// from the device or synchronises with it. Launches are sized from host-known capacities
+// (`key_capacity`, the largest number of keys any sequence may have, and the bounds documented
+// per function) and the kernels read the actual lengths on the device.
+//
+// Limits of these kernels, checked by CheckDecodeSupport: attention type fp16, bf16 or fp32;
+// head size D = Dv in {64, 80, 96, 128}; S = 1; no key selection list (AttentionParams::selection);
+// saap with at most kMaxSaapClusters clusters, hash with at most 255 rounds.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ortsparse/attention_params.h"
+#include "ortsparse/sparse_method_params.h"
+#include "ortsparse/status.h"
+
+namespace ortsparse::cuda {
+
+constexpr int64_t kMaxSaapClusters = 8192;
+
+// Whether the decode kernels handle this step; the error names the parameter and its value.
+Status CheckDecodeSupport(const AttentionParams& attention, const SparseMethodParams& method, int64_t key_capacity);
+
+// Scratch a decode step needs (selection, partial results, counters), for LaunchSparseDecode.
+size_t SparseDecodeWorkspaceBytes(const AttentionParams& attention, const SparseMethodParams& method,
+                                  int64_t key_capacity);
+
+// One decode step of `method` (docs/ops.md, "Methods"): selects, per (sequence, KV head), the keys
+// the group attends and computes attention.output over them; dense (and block) attend every
+// visible key. The caches and the method state must already hold this step's key
+// (LaunchKvAppend, LaunchMethodStateUpdate). `workspace` holds at least
+// SparseDecodeWorkspaceBytes(...) bytes of device memory, in any state; it is the selection that
+// LaunchSelectedKeyFlags reads back. A few kernels, all on `stream`.
+cudaError_t LaunchSparseDecode(const AttentionParams& attention, const SparseMethodParams& method,
+                               int64_t key_capacity, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// The `selected_keys` diagnostic of the step LaunchSparseDecode just ran with the same arguments and
+// workspace: flags[(b * Hkv + h) * key_capacity + j] is true iff KV head h's group of sequence b
+// attended key j (device memory, [B, Hkv, key_capacity]).
+cudaError_t LaunchSelectedKeyFlags(const AttentionParams& attention, const SparseMethodParams& method,
+                                   int64_t key_capacity, const void* workspace, bool* flags, cudaStream_t stream);
+
+// Writes params.present as KvAppendParams describes (the past copied unless in place, the new rows,
+// rotated when params.rotary is set, the rest zeroed unless in place). `max_append` bounds every
+// append_counts[b] (the step's S).
+cudaError_t LaunchKvAppend(const KvAppendParams& params, int64_t max_append, cudaStream_t stream);
+
+// Rotates params.input into params.output (RotaryParams), rows i < row_counts[b].
+cudaError_t LaunchRotary(const RotaryParams& params, cudaStream_t stream);
+
+// Brings method.state up to date with the keys the cache holds, as the CPU's UpdateMethodState:
+// past rows copied unless in place (or rebuilt from the cache when method.state.past is null),
+// keys [past_lengths[b], key_counts[b]) summarised, the rows beyond zeroed unless in place.
+// `max_new_keys` bounds key_counts[b] - past_lengths[b] (the step's S). No-op for stateless methods.
+cudaError_t LaunchMethodStateUpdate(const AttentionParams& attention, const SparseMethodParams& method,
+                                    int64_t key_capacity, int64_t max_new_keys, cudaStream_t stream);
+
+}  // namespace ortsparse::cuda
