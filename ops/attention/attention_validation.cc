@@ -84,11 +84,14 @@ Status SplitHiddenSize(int index, const TensorInfo& tensor, int64_t heads, const
   return Status::Ok();
 }
 
-Status PlanQueryKeyValue(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan) {
+Status PlanQueryKeyValue(const AttentionAttributes& attributes, const AttentionInputs& inputs, bool allow_bfloat16,
+                         AttentionPlan* plan) {
   const TensorInfo& query = inputs[kQuery];
   if (!query.present) return ErrorStatus(kOp, "query is required");
-  if (query.type != DataType::kFloat32 && query.type != DataType::kFloat16) {
-    return ErrorStatus(kOp, "query must be float32 or float16, got ", DataTypeName(query.type));
+  const bool bfloat16 = allow_bfloat16 && query.type == DataType::kBFloat16;
+  if (query.type != DataType::kFloat32 && query.type != DataType::kFloat16 && !bfloat16) {
+    return ErrorStatus(kOp, "query must be float32 or float16", allow_bfloat16 ? " or bfloat16" : "", ", got ",
+                       DataTypeName(query.type));
   }
   plan->type = query.type;
   ORTSPARSE_RETURN_IF_ERROR(RequireRank(kQuery, query, 3, "[batch, sequence_length, num_heads * head_size]"));
@@ -388,13 +391,19 @@ Status PlanMethodState(const AttentionInputs& inputs, AttentionPlan* plan) {
   return Status::Ok();
 }
 
-// Per-sequence lengths, from seqlens_k's values or from the shapes alone.
-Status PlanSequences(const AttentionInputs& inputs, AttentionPlan* plan) {
+// Per-sequence lengths from the shapes alone: every sequence has the whole past.
+void PlanSequenceDefaults(AttentionPlan* plan) {
   const size_t batch = static_cast<size_t>(plan->batch);
   plan->past_lengths.assign(batch, static_cast<int32_t>(plan->past_length));
   plan->valid_query_rows.assign(batch, static_cast<int32_t>(plan->query_length));
   plan->append_counts.assign(batch, static_cast<int32_t>(plan->kv_length));
   plan->key_counts.assign(batch, static_cast<int32_t>(plan->present_length));
+}
+
+// Per-sequence lengths, from seqlens_k's values or from the shapes alone.
+Status PlanSequences(const AttentionInputs& inputs, AttentionPlan* plan) {
+  const size_t batch = static_cast<size_t>(plan->batch);
+  PlanSequenceDefaults(plan);
   if (!plan->uses_seqlens) return Status::Ok();
   const int32_t* seqlens = static_cast<const int32_t*>(inputs[kSeqlensK].data);
   const bool capacity_from_total = plan->present_length > plan->past_length;
@@ -497,10 +506,11 @@ std::optional<SparseMethod> ParseMethod(const std::string& name) {
   return std::nullopt;
 }
 
-Status PlanAttention(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan) {
+Status PlanAttention(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan,
+                     const PlanOptions& options) {
   ORTSPARSE_RETURN_IF_ERROR(ValidateAttributes(attributes));
   *plan = AttentionPlan();
-  ORTSPARSE_RETURN_IF_ERROR(PlanQueryKeyValue(attributes, inputs, plan));
+  ORTSPARSE_RETURN_IF_ERROR(PlanQueryKeyValue(attributes, inputs, options.allow_bfloat16, plan));
   ORTSPARSE_RETURN_IF_ERROR(PlanPast(inputs, plan));
   ORTSPARSE_RETURN_IF_ERROR(PlanCacheLength(inputs, plan));
   ORTSPARSE_RETURN_IF_ERROR(PlanRotary(attributes, inputs, plan));
@@ -508,6 +518,11 @@ Status PlanAttention(const AttentionAttributes& attributes, const AttentionInput
   ORTSPARSE_RETURN_IF_ERROR(PlanMethodState(inputs, plan));
   ORTSPARSE_RETURN_IF_ERROR(PlanMethod(attributes, inputs, plan));
   plan->scale = attributes.scale ? *attributes.scale : 1.0f / std::sqrt(static_cast<float>(plan->head_size));
+  if (options.sequence_values_on_device) {
+    PlanSequenceDefaults(plan);
+    // Without the lengths, a past that may be non-empty is assumed: the state must be given.
+    return CheckStateCanBeBuilt(attributes, *plan);
+  }
   ORTSPARSE_RETURN_IF_ERROR(PlanSequences(inputs, plan));
   ORTSPARSE_RETURN_IF_ERROR(CheckStateCanBeBuilt(attributes, *plan));
   return CheckRotaryPositions(inputs, *plan);

@@ -123,8 +123,19 @@ struct AttentionPlan {
   std::vector<int64_t> present_summary_shape;
 };
 
-// Validates the attributes and every input, then the values of seqlens_k, total_sequence_length
-// and position_ids, and fills `plan`. Nothing is written anywhere else.
-Status PlanAttention(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan);
+// What the kernels that will run the step can do and where the inputs' data is.
+struct PlanOptions {
+  bool allow_bfloat16 = false;  // the CUDA kernels store bf16; the CPU kernels do not
+  // seqlens_k and position_ids are in device memory: their values are not read, and the
+  // per-sequence vectors of the plan hold the shape-derived defaults (the kernels derive the
+  // lengths on the device, clamped to the cache). total_sequence_length is always read on the host.
+  bool sequence_values_on_device = false;
+};
+
+// Validates the attributes and every input, then (unless on the device) the values of seqlens_k
+// and position_ids and that of total_sequence_length, and fills `plan`. Nothing is written anywhere
+// else.
+Status PlanAttention(const AttentionAttributes& attributes, const AttentionInputs& inputs, AttentionPlan* plan,
+                     const PlanOptions& options = PlanOptions());
 
 }  // namespace ortsparse::attention

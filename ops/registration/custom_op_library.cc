@@ -5,6 +5,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "registration/op_tables.h"
 
@@ -27,7 +28,12 @@ class SharedDomain {
     if (domain_ == nullptr) {
       OrtCustomOpDomain* created = nullptr;
       if (OrtStatus* status = api.CreateCustomOpDomain(kDomain, &created)) return status;
-      for (const OrtCustomOp* op : ortsparse::registration::CpuOps()) {
+      std::vector<const OrtCustomOp*> ops = ortsparse::registration::CpuOps();
+#ifdef ORTSPARSE_WITH_CUDA
+      const std::vector<const OrtCustomOp*>& cuda_ops = ortsparse::registration::CudaOps();
+      ops.insert(ops.end(), cuda_ops.begin(), cuda_ops.end());
+#endif
+      for (const OrtCustomOp* op : ops) {
         if (OrtStatus* status = api.CustomOpDomain_Add(created, op)) {
           api.ReleaseCustomOpDomain(created);
           return status;

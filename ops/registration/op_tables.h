@@ -12,4 +12,7 @@ namespace ortsparse::registration {
 // pointers to them for as long as the process runs.
 const std::vector<const OrtCustomOp*>& CpuOps();
 
+// Ops with kernels for CUDAExecutionProvider (register_cuda.cc), in builds with ORTSPARSE_CUDA.
+const std::vector<const OrtCustomOp*>& CudaOps();
+
 }  // namespace ortsparse::registration

@@ -31,7 +31,7 @@ void RunOp(ExpandedCase& e, bool shared_buffer, OpResult* result) {
   std::vector<unsigned char> output(output_elements * element, 0xAB);
   std::vector<unsigned char> key_cache(key_elements * element, 0xCD);
   std::vector<unsigned char> value_cache(value_elements * element, 0xCD);
-  std::vector<unsigned char> rotated_query(cpu::RotatedQueryBytes(plan));
+  std::vector<unsigned char> rotated_query(attention::RotatedQueryBytes(plan));
   if (shared_buffer) {  // one buffer bound to past and present, as with IoBinding
     key_cache = e.past_key.bytes;
     value_cache = e.past_value.bytes;
@@ -44,7 +44,7 @@ void RunOp(ExpandedCase& e, bool shared_buffer, OpResult* result) {
     inputs_before.push_back(input->bytes);
   }
 
-  cpu::AttentionOutputs outputs;
+  attention::AttentionOutputs outputs;
   outputs.output = output.data();
   outputs.key_cache = key_cache.data();
   outputs.key_cache_is_past = shared_buffer;

@@ -306,14 +306,14 @@ void RunScenario(const MethodScenario& s, ScenarioOutcome* outcome) {
     const bool in_place = s.seqlens && s.shared_buffers;
     const size_t cache_bytes = B * Hkv * present_length * D * element;
     std::vector<unsigned char> output(B * S * Hq * D * element, 0xAB);
-    std::vector<unsigned char> fresh_key, fresh_value, fresh_state, rotated_query(cpu::RotatedQueryBytes(plan));
+    std::vector<unsigned char> fresh_key, fresh_value, fresh_state, rotated_query(attention::RotatedQueryBytes(plan));
     if (!in_place) {
       fresh_key.assign(cache_bytes, 0xCD);
       fresh_value.assign(cache_bytes, 0xCD);
     }
     const bool state_in_place = in_place && past_state;
-    if (!state_in_place) fresh_state.assign(cpu::MethodStateBytes(plan), 0xCD);
-    cpu::AttentionOutputs outputs;
+    if (!state_in_place) fresh_state.assign(attention::MethodStateBytes(plan), 0xCD);
+    attention::AttentionOutputs outputs;
     outputs.output = output.data();
     outputs.key_cache = in_place ? key_cache.data() : fresh_key.data();
     outputs.key_cache_is_past = in_place;
@@ -323,10 +323,10 @@ void RunScenario(const MethodScenario& s, ScenarioOutcome* outcome) {
     outputs.method_state = state_in_place ? state.data() : fresh_state.data();
     outputs.method_state_is_past = state_in_place;
 
-    AttentionParams attention_params;
-    SparseMethodParams method_params;
-    Status status = cpu::PrepareSparseAttention(attributes, inputs, plan, outputs, threads.runner(), &attention_params,
-                                                &method_params);
+    attention::StepParams step;
+    Status status = cpu::PrepareSparseAttention(attributes, inputs, plan, outputs, threads.runner(), &step);
+    const AttentionParams& attention_params = step.attention;
+    const SparseMethodParams& method_params = step.method;
     ASSERT_TRUE(status.ok()) << status.message();
     cpu::SelectedKeys selected;
     bool sparse = false;

@@ -221,16 +221,16 @@ TEST_P(NeedleTest, FindsPlantedNeedlesAtDefaultBudget) {
   ASSERT_TRUE(status.ok()) << status.message();
   const size_t element = static_cast<size_t>(DataTypeSize(type));
   std::vector<unsigned char> output(S * kHeads * kHeadSize * element), key_cache(kKvHeads * kKeys * kHeadSize * element),
-      value_cache(key_cache.size()), state(cpu::MethodStateBytes(plan));
-  cpu::AttentionOutputs outputs;
+      value_cache(key_cache.size()), state(attention::MethodStateBytes(plan));
+  attention::AttentionOutputs outputs;
   outputs.output = output.data();
   outputs.key_cache = key_cache.data();
   outputs.value_cache = value_cache.data();
   outputs.method_state = state.data();  // without a past state: built from the cache
-  AttentionParams attention_params;
-  SparseMethodParams method_params;
-  status = cpu::PrepareSparseAttention(attributes, inputs, plan, outputs, threads.runner(), &attention_params,
-                                       &method_params);
+  attention::StepParams step;
+  status = cpu::PrepareSparseAttention(attributes, inputs, plan, outputs, threads.runner(), &step);
+  const AttentionParams& attention_params = step.attention;
+  const SparseMethodParams& method_params = step.method;
   ASSERT_TRUE(status.ok()) << status.message();
   cpu::SelectedKeys selected;
   bool sparse = false;

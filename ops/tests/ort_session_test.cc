@@ -2,7 +2,6 @@
 // SessionOptions, one-node models, IoBinding for the shared KV buffer. Covers the op layer: the
 // typed op declarations, attributes, optional inputs and outputs, in-place and scratch caches,
 // method state (kept in place, into outputs, or passed through), and the errors ONNX Runtime reports.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <onnxruntime_cxx_api.h>
 
@@ -16,43 +15,24 @@
 #include "attention/cpu/sparse_attention_cpu.h"
 #include "attention_case.h"
 #include "onnx_model_writer.h"
+#include "ort_session_support.h"
 #include "std_thread_runner.h"
 
 namespace ortsparse::testing {
 namespace {
 
-// ONNX Runtime is loaded by path (the fetched package ships libonnxruntime.so without the
-// libonnxruntime.so.1 link its SONAME asks for), then the C++ API is pointed at it.
 class OrtEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    void* library = dlopen(ORTSPARSE_ORT_LIBRARY, RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NE(library, nullptr) << dlerror();
-    using GetApiBase = const OrtApiBase* (*)();
-    auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(library, "OrtGetApiBase"));
-    ASSERT_NE(get_api_base, nullptr);
-    Ort::InitApi(get_api_base()->GetApi(ORT_API_VERSION));
-    env = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "ortsparse-test");
+    std::string error;
+    env = LoadOnnxRuntime(ORTSPARSE_ORT_LIBRARY, &error);
+    ASSERT_NE(env, nullptr) << error;
   }
   void TearDown() override { delete env; }
   static Ort::Env* env;
 };
 Ort::Env* OrtEnvironment::env = nullptr;
 const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new OrtEnvironment);
-
-int32_t OnnxType(DataType type) {
-  switch (type) {
-    case DataType::kFloat16: return 10;
-    case DataType::kBool: return 9;
-    case DataType::kInt32: return 6;
-    case DataType::kInt64: return 7;
-    default: return 1;
-  }
-}
-
-ONNXTensorElementDataType OrtType(DataType type) {
-  return static_cast<ONNXTensorElementDataType>(OnnxType(type));  // the enums share their values
-}
 
 enum class Attributes { kAll, kRequiredOnly };
 
@@ -87,38 +67,6 @@ void RemoveAttribute(std::vector<OnnxAttribute>& attributes, const std::string& 
                    attributes.end());
 }
 
-struct Step {
-  std::vector<OnnxAttribute> attributes;
-  std::vector<std::string> inputs;  // node inputs, "" for absent ones
-  std::vector<OnnxValue> graph_inputs;
-  std::vector<OnnxValue> graph_outputs;
-  std::vector<Ort::Value> values;  // bound to graph_inputs, in order
-};
-
-const char* const kInputNames[] = {"query",     "key",          "value",          "past_key",   "past_value",
-                                   "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache", "position_ids",
-                                   "attention_mask", "past_index", "past_summary"};
-
-// Graph inputs and values for every input the expanded case has, over its buffers.
-void AddInputs(ExpandedCase& e, Step* step) {
-  const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
-  for (int index = 0; index <= attention::kAttentionMask; ++index) {
-    const attention::TensorInfo& input = e.inputs[index];
-    if (!input.present) {
-      step->inputs.push_back("");
-      continue;
-    }
-    step->inputs.push_back(kInputNames[index]);
-    step->graph_inputs.push_back({kInputNames[index], OnnxType(input.type)});
-    size_t elements = 1;
-    for (int64_t dim : input.shape) elements *= static_cast<size_t>(dim);
-    step->values.push_back(Ort::Value::CreateTensor(cpu, const_cast<void*>(input.data),
-                                                    elements * static_cast<size_t>(DataTypeSize(input.type)),
-                                                    input.shape.data(), input.shape.size(), OrtType(input.type)));
-  }
-  while (!step->inputs.empty() && step->inputs.back().empty()) step->inputs.pop_back();
-}
-
 Ort::Session CreateSession(const Step& step, const std::vector<std::string>& outputs) {
   const std::string model = WriteSingleNodeModel({"SparseAttention", "com.ortsparse", step.inputs, outputs, step.attributes},
                                                  step.graph_inputs, step.graph_outputs);
@@ -126,13 +74,6 @@ Ort::Session CreateSession(const Step& step, const std::vector<std::string>& out
   options.SetIntraOpNumThreads(2);
   options.RegisterCustomOpsLibrary(ORTSPARSE_OPS_LIBRARY);
   return Ort::Session(*OrtEnvironment::env, model.data(), model.size(), options);
-}
-
-std::vector<double> Read(const Ort::Value& value) {
-  const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
-  const DataType type = info.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? DataType::kFloat16
-                                                                                      : DataType::kFloat32;
-  return ReadStored(type, value.GetTensorRawData(), info.GetElementCount());
 }
 
 // Runs case `c` as a one-node model. With c.shared_buffer, past and present are one bound value.
@@ -349,10 +290,6 @@ struct HostTensor {
   attention::TensorInfo Info() const { return {true, type, shape, bytes.data()}; }
 };
 
-const char* const kMethodDataNames[] = {"method_data_0", "method_data_1", "method_data_2", "method_data_3"};
-const char* InputNameOf(int index) {
-  return index < attention::kMethodData0 ? kInputNames[index] : kMethodDataNames[index - attention::kMethodData0];
-}
 const char* const kOutputNames[] = {"output", "present_key", "present_value", "present_index", "present_summary"};
 
 std::vector<OnnxAttribute> MethodAttributes(const attention::AttentionAttributes& a) {
@@ -372,8 +309,8 @@ Ort::Session MethodSession(const attention::AttentionAttributes& a, const std::v
   step.attributes = MethodAttributes(a);
   for (const auto& [index, tensor] : inputs) {
     step.inputs.resize(std::max<size_t>(step.inputs.size(), index + 1));
-    step.inputs[index] = InputNameOf(index);
-    step.graph_inputs.push_back({InputNameOf(index), OnnxType(tensor->type)});
+    step.inputs[index] = attention::InputName(index);
+    step.graph_inputs.push_back({attention::InputName(index), OnnxType(tensor->type)});
   }
   std::vector<std::string> node_outputs;
   for (int index : outputs) {
@@ -396,8 +333,8 @@ std::vector<unsigned char> RunCpuPath(const attention::AttentionAttributes& a,
   EXPECT_TRUE(planned.ok()) << planned.message();
   std::vector<unsigned char> output(
       HostTensor::Count({plan.batch, plan.query_length, plan.num_heads * plan.v_head_size}) * 4);
-  std::vector<unsigned char> rotated(cpu::RotatedQueryBytes(plan));
-  cpu::AttentionOutputs outputs;
+  std::vector<unsigned char> rotated(attention::RotatedQueryBytes(plan));
+  attention::AttentionOutputs outputs;
   outputs.output = output.data();
   outputs.key_cache = key_cache->bytes.data();
   outputs.key_cache_is_past = views[attention::kPastKey].data == outputs.key_cache;
@@ -458,7 +395,7 @@ TEST(OrtSessionTest, KeepsMethodStateInPlaceThroughSharedBuffers) {
     std::vector<Ort::Value> values;
     for (auto& [index, tensor] : inputs) {
       values.push_back(tensor->Value());
-      binding.BindInput(InputNameOf(index), values.back());
+      binding.BindInput(attention::InputName(index), values.back());
     }
     binding.BindOutput("output", Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault));
     binding.BindOutput("present_key", values[3]);
@@ -506,7 +443,7 @@ TEST(OrtSessionTest, BuildsMethodStateIntoAnOutputFromCalibration) {
   std::vector<const char*> names;
   std::vector<Ort::Value> values;
   for (const auto& [index, tensor] : inputs) {
-    names.push_back(InputNameOf(index));
+    names.push_back(attention::InputName(index));
     values.push_back(tensor->Value());
   }
   const char* output_names[] = {"output", "present_index"};

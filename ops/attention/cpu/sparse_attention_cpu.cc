@@ -1,215 +1,31 @@
 #include "attention/cpu/sparse_attention_cpu.h"
 
-#include <algorithm>
-#include <vector>
-
 #include "attention/cpu/kv_cache.h"
 #include "attention/cpu/rotary.h"
 #include "attention/cpu/sparse_methods.h"
 
 namespace ortsparse::cpu {
-namespace {
 
-using attention::AttentionInputs;
-using attention::AttentionPlan;
-
-// Contiguous strides of [b, i, h, d] tensors (new rows, queries, outputs) ...
-void SetSequenceMajorStrides(int64_t length, int64_t heads, int64_t head_size, int64_t strides[3]) {
-  strides[0] = length * heads * head_size;
-  strides[1] = heads * head_size;
-  strides[2] = head_size;
+Status PrepareSparseAttention(const attention::AttentionAttributes& attributes,
+                              const attention::AttentionInputs& inputs, const attention::AttentionPlan& plan,
+                              const attention::AttentionOutputs& outputs, const ParallelRunner& runner,
+                              attention::StepParams* step) {
+  const attention::SequenceLengths lengths{plan.past_lengths.data(), plan.valid_query_rows.data(),
+                                           plan.append_counts.data(), plan.key_counts.data()};
+  attention::DescribeStep(attributes, inputs, plan, outputs, lengths, step);
+  AppendToKvCache(step->key_append, runner);
+  AppendToKvCache(step->value_append, runner);
+  if (step->rotate_query) ApplyRotary(step->query_rotation, runner);
+  return UpdateMethodState(step->attention, step->method, runner);
 }
 
-// ... and of [b, h, j, d] ones (caches).
-void SetHeadMajorStrides(int64_t heads, int64_t length, int64_t head_size, int64_t strides[3]) {
-  strides[0] = heads * length * head_size;
-  strides[1] = length * head_size;
-  strides[2] = head_size;
-}
-
-RotaryEmbedding MakeRotary(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
-                           const AttentionPlan& plan) {
-  RotaryEmbedding rotary;
-  rotary.cos_cache = inputs[attention::kCosCache].data;
-  rotary.sin_cache = inputs[attention::kSinCache].data;
-  rotary.max_position = plan.max_position;
-  rotary.rotary_dim = plan.rotary_dim;
-  rotary.interleaved = attributes.rotary_interleaved == 1;
-  if (inputs[attention::kPositionIds].present) {
-    rotary.position_ids = static_cast<const int64_t*>(inputs[attention::kPositionIds].data);
-  }
-  rotary.position_ids_batch_stride = plan.position_ids_batch_stride;
-  return rotary;
-}
-
-void AppendCache(const AttentionInputs& inputs, const AttentionPlan& plan, bool is_key, void* cache,
-                 bool in_place, const RotaryEmbedding* rotary, const ParallelRunner& runner) {
-  const int64_t width = is_key ? plan.head_size : plan.v_head_size;
-  KvAppendParams append;
-  append.type = plan.type;
-  append.batch = plan.batch;
-  append.kv_num_heads = plan.kv_num_heads;
-  append.head_size = width;
-  append.present_length = plan.present_length;
-  append.past = inputs[is_key ? attention::kPastKey : attention::kPastValue].data;
-  SetHeadMajorStrides(plan.kv_num_heads, plan.past_length, width, append.past_strides);
-  append.new_rows = inputs[is_key ? attention::kKey : attention::kValue].data;
-  SetSequenceMajorStrides(plan.kv_length, plan.kv_num_heads, width, append.new_rows_strides);
-  append.present = cache;
-  SetHeadMajorStrides(plan.kv_num_heads, plan.present_length, width, append.present_strides);
-  append.in_place = in_place;
-  append.past_lengths = plan.past_lengths.data();
-  append.append_counts = plan.append_counts.data();
-  append.rotary = rotary;
-  AppendToKvCache(append, runner);
-}
-
-const std::vector<int64_t>& MethodStateShape(const AttentionPlan& plan) {
-  return plan.state_output == attention::kPresentIndex ? plan.present_index_shape : plan.present_summary_shape;
-}
-
-SparseMethodParams MakeMethodParams(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
-                                    const AttentionPlan& plan, const AttentionOutputs& outputs) {
-  SparseMethodParams m;
-  m.method = plan.method;
-  m.budget = attributes.budget;
-  m.sink = attributes.sink;
-  m.window = attributes.window;
-  m.dense_below = attributes.dense_below;
-  m.page_size = attributes.page_size;
-  m.rank = plan.rank;
-  m.block_size = attributes.block_size;
-  m.gamma = attributes.gamma;
-  m.raw_query = inputs[attention::kQuery].data;
-  SetSequenceMajorStrides(plan.query_length, plan.num_heads, plan.head_size, m.raw_query_strides);
-  if (SummarisesRawKeys(plan.method)) {
-    m.raw_keys = inputs[attention::kKey].data;
-    SetSequenceMajorStrides(plan.kv_length, plan.kv_num_heads, plan.head_size, m.raw_keys_strides);
-  }
-  auto calibration = [&](int index) { return static_cast<const float*>(inputs[index].data); };
-  switch (plan.method) {
-    case SparseMethod::kLoki:
-      m.pca_basis = calibration(attention::kMethodData0);
-      break;
-    case SparseMethod::kSaap:
-      m.centroids = calibration(attention::kMethodData0);
-      m.clusters = plan.clusters;
-      m.classifier_weights = calibration(attention::kMethodData1);
-      m.classifier_bias = calibration(attention::kMethodData2);
-      m.classifier_output = calibration(attention::kMethodData3);
-      m.classifier_hidden = plan.classifier_hidden;
-      break;
-    case SparseMethod::kHash:
-    case SparseMethod::kHyper:  // [Hkv, 1, D, L] hyperplanes: one round of L columns
-      m.hash_projections = calibration(attention::kMethodData0);
-      m.hash_rounds = plan.hash_rounds;
-      m.hash_half_buckets = plan.hash_half_buckets;
-      break;
-    default:
-      break;
-  }
-  if (plan.state_output >= 0) {
-    const std::vector<int64_t>& shape = MethodStateShape(plan);
-    MethodState& state = m.state;
-    state.width = plan.state_width;
-    state.present_rows = shape[2];
-    state.present = outputs.method_state;
-    SetHeadMajorStrides(shape[1], shape[2], shape[3], state.present_strides);
-    if (plan.state_has_past) {
-      const attention::TensorInfo& past =
-          inputs[plan.state_output == attention::kPresentIndex ? attention::kPastIndex : attention::kPastSummary];
-      state.past = past.data;
-      SetHeadMajorStrides(past.shape[1], past.shape[2], past.shape[3], state.past_strides);
-      state.in_place = outputs.method_state_is_past;
-    }
-  }
-  return m;
-}
-
-}  // namespace
-
-size_t RotatedQueryBytes(const AttentionPlan& plan) {
-  return static_cast<size_t>(plan.batch * plan.query_length * plan.num_heads * plan.head_size *
-                             DataTypeSize(plan.type));
-}
-
-size_t MethodStateBytes(const AttentionPlan& plan) {
-  if (plan.state_output < 0) return 0;
-  size_t elements = 1;
-  for (int64_t dim : MethodStateShape(plan)) elements *= static_cast<size_t>(dim);
-  const int64_t element_size = plan.state_output == attention::kPresentIndex ? 4 : DataTypeSize(plan.type);
-  return elements * static_cast<size_t>(element_size);
-}
-
-Status PrepareSparseAttention(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
-                              const AttentionPlan& plan, const AttentionOutputs& outputs, const ParallelRunner& runner,
-                              AttentionParams* attention, SparseMethodParams* method) {
-  const bool rotate = plan.rotary_dim > 0;
-  const RotaryEmbedding rotary = rotate ? MakeRotary(attributes, inputs, plan) : RotaryEmbedding();
-  AppendCache(inputs, plan, /*is_key=*/true, outputs.key_cache, outputs.key_cache_is_past, rotate ? &rotary : nullptr,
-              runner);
-  AppendCache(inputs, plan, /*is_key=*/false, outputs.value_cache, outputs.value_cache_is_past, nullptr, runner);
-
-  AttentionParams& params = *attention;
-  params = AttentionParams();
-  params.type = plan.type;
-  params.batch = plan.batch;
-  params.query_length = plan.query_length;
-  params.num_heads = plan.num_heads;
-  params.kv_num_heads = plan.kv_num_heads;
-  params.head_size = plan.head_size;
-  params.v_head_size = plan.v_head_size;
-  params.query = inputs[attention::kQuery].data;
-  SetSequenceMajorStrides(plan.query_length, plan.num_heads, plan.head_size, params.query_strides);
-  if (rotate) {  // into scratch: the query input is never written
-    RotaryParams rotate_query;
-    rotate_query.type = plan.type;
-    rotate_query.batch = plan.batch;
-    rotate_query.sequence_length = plan.query_length;
-    rotate_query.num_heads = plan.num_heads;
-    rotate_query.head_size = plan.head_size;
-    rotate_query.input = params.query;
-    std::copy(params.query_strides, params.query_strides + 3, rotate_query.input_strides);
-    rotate_query.output = outputs.rotated_query;
-    std::copy(params.query_strides, params.query_strides + 3, rotate_query.output_strides);
-    rotate_query.past_lengths = plan.past_lengths.data();
-    rotate_query.row_counts = plan.valid_query_rows.data();
-    rotate_query.embedding = rotary;
-    ApplyRotary(rotate_query, runner);
-    params.query = outputs.rotated_query;
-  }
-  params.key_cache = outputs.key_cache;
-  SetHeadMajorStrides(plan.kv_num_heads, plan.present_length, plan.head_size, params.key_strides);
-  params.value_cache = outputs.value_cache;
-  SetHeadMajorStrides(plan.kv_num_heads, plan.present_length, plan.v_head_size, params.value_strides);
-  params.output = outputs.output;
-  SetSequenceMajorStrides(plan.query_length, plan.num_heads, plan.v_head_size, params.output_strides);
-  params.past_lengths = plan.past_lengths.data();
-  params.key_counts = plan.key_counts.data();
-  params.valid_query_rows = plan.valid_query_rows.data();
-  params.scale = plan.scale;
-  params.softcap = attributes.softcap;
-  params.causal = attributes.is_causal == 1;
-  params.local_window = attributes.local_window_size;
-  if (plan.has_mask) {
-    params.mask.data = inputs[attention::kAttentionMask].data;
-    params.mask.type = plan.mask_type;
-    params.mask.batch_stride = plan.mask_strides[0];
-    params.mask.head_stride = plan.mask_strides[1];
-    params.mask.row_stride = plan.mask_strides[2];
-    params.mask.length = plan.mask_length;
-  }
-  *method = MakeMethodParams(attributes, inputs, plan, outputs);
-  return UpdateMethodState(params, *method, runner);
-}
-
-Status RunSparseAttention(const attention::AttentionAttributes& attributes, const AttentionInputs& inputs,
-                          const AttentionPlan& plan, const AttentionOutputs& outputs, const ParallelRunner& runner) {
-  AttentionParams attention;
-  SparseMethodParams method;
-  ORTSPARSE_RETURN_IF_ERROR(PrepareSparseAttention(attributes, inputs, plan, outputs, runner, &attention, &method));
+Status RunSparseAttention(const attention::AttentionAttributes& attributes, const attention::AttentionInputs& inputs,
+                          const attention::AttentionPlan& plan, const attention::AttentionOutputs& outputs,
+                          const ParallelRunner& runner) {
+  attention::StepParams step;
+  ORTSPARSE_RETURN_IF_ERROR(PrepareSparseAttention(attributes, inputs, plan, outputs, runner, &step));
   const SelectionFlags report{outputs.selected_keys, plan.present_length};
-  return SparseAttention(attention, method, runner, outputs.selected_keys != nullptr ? &report : nullptr);
+  return SparseAttention(step.attention, step.method, runner, outputs.selected_keys != nullptr ? &report : nullptr);
 }
 
 }  // namespace ortsparse::cpu

@@ -33,10 +33,14 @@ __device__ void RotateRow(const RotaryEmbedding& rotary, int64_t position, const
   }
 }
 
+// Clamped to the rows of cos_cache: the op layer does not read position_ids (or seqlens_k) on the
+// host to reject positions outside them.
 __device__ __forceinline__ int64_t RotaryPosition(const RotaryEmbedding& rotary, const int32_t* past_lengths, int b,
                                                   int row) {
-  if (rotary.position_ids != nullptr) return rotary.position_ids[b * rotary.position_ids_batch_stride + row];
-  return past_lengths[b] + row;
+  const int64_t position = rotary.position_ids != nullptr
+                               ? rotary.position_ids[b * rotary.position_ids_batch_stride + row]
+                               : static_cast<int64_t>(past_lengths[b]) + row;
+  return Smaller<int64_t>(Larger<int64_t>(position, 0), rotary.max_position - 1);
 }
 
 // Not in place: the past rows copied, the rows after the new ones zeroed. Block (row slice, b * H + h).

@@ -64,4 +64,24 @@ cudaError_t LaunchRotary(const RotaryParams& params, cudaStream_t stream);
 cudaError_t LaunchMethodStateUpdate(const AttentionParams& attention, const SparseMethodParams& method,
                                     int64_t key_capacity, int64_t max_new_keys, cudaStream_t stream);
 
+// The lengths of each sequence b of a step, written to device arrays of `batch` int32 each.
+// Without seqlens_k every sequence has the whole past: past = past_length, valid rows = query_length,
+// appended = kv_length, keys = present_length. With seqlens_k (device memory, GroupQueryAttention's
+// convention: keys = seqlens_k[b] + 1), as the CPU op derives them, except that values outside the
+// cache are clamped to it rather than rejected (the host never reads them).
+struct SequenceLengthParams {
+  int64_t batch = 0;
+  int64_t query_length = 0;    // S
+  int64_t kv_length = 0;       // S_kv
+  int64_t past_length = 0;     // P, past_key's length
+  int64_t present_length = 0;  // T_cap
+  const int32_t* seqlens_k = nullptr;
+  int32_t* past_lengths = nullptr;
+  int32_t* valid_query_rows = nullptr;
+  int32_t* append_counts = nullptr;
+  int32_t* key_counts = nullptr;
+};
+
+cudaError_t LaunchSequenceLengths(const SequenceLengthParams& params, cudaStream_t stream);
+
 }  // namespace ortsparse::cuda
