@@ -58,10 +58,16 @@ void SelectTopK(const float* scores, int64_t count, int64_t k, bool later_first,
   float bound = EstimateLowerBound(scores, count, k);
   for (int pass = 0; pass < 2 && static_cast<int64_t>(positions->size()) < k; ++pass) {
     if (pass == 1) bound = -std::numeric_limits<float>::infinity();
-    positions->clear();
+    // Branch-free: which scores pass is unpredictable, and mispredicted branches cost more than
+    // writing every position.
+    positions->resize(static_cast<size_t>(count));
+    int32_t* kept = positions->data();
+    int64_t kept_count = 0;
     for (int64_t i = 0; i < count; ++i) {
-      if (IsCandidate(scores[i]) && scores[i] >= bound) positions->push_back(static_cast<int32_t>(i));
+      kept[kept_count] = static_cast<int32_t>(i);
+      kept_count += (IsCandidate(scores[i]) & (scores[i] >= bound)) ? 1 : 0;
     }
+    positions->resize(static_cast<size_t>(kept_count));
   }
   const int64_t kept = static_cast<int64_t>(positions->size());
   if (kept <= k) return;
