@@ -19,10 +19,12 @@ public static class CliApp
 
         usage: ortsparse COMMAND [ARGS]
 
-          inspect MODEL                      list the attention sites and what patch would do with each
-          patch IN.onnx -o OUT.onnx [--method M] [--PARAMETER value ...] [--calibration CALIB]
-                [--leave-unsupported] [--no-verify]
-                                             replace attention by com.ortsparse.SparseAttention
+          inspect MODEL [--method M] [--dense-layers L] [--layer-method SPEC] [--PARAMETER value ...]
+                                             list the attention sites, what patch would do with each, and each layer's method
+          patch IN.onnx -o OUT.onnx [--method M] [--dense-layers L] [--layer-method SPEC] [--PARAMETER value ...]
+                [--calibration CALIB] [--leave-unsupported] [--no-verify]
+                                             replace attention by com.ortsparse.SparseAttention; write the
+                                             runtime config OUT.ortsparse.json beside OUT.onnx
           calibrate MODEL --tokens FILE... -o CALIB [--methods loki,saap,hash] [--seed S]
                                              compute the calibration loki, saap and hash need
           capture MODEL --tokens FILE -o CACHE [--layers 0,1]

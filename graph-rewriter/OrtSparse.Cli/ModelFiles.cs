@@ -8,21 +8,34 @@ internal static class ModelFiles
     public static OnnxModel Load(string path) => OnnxModel.Load(path);
 
     /// <summary>Throws a <see cref="UsageException"/> when <paramref name="output"/> names the same file as <paramref name="input"/>.</summary>
-    public static void EnsureDistinct(string input, string output)
+    /// <param name="input">The input model.</param>
+    /// <param name="output">A file the command writes.</param>
+    /// <param name="written">How the message names <paramref name="output"/>; default "-o OUTPUT".</param>
+    public static void EnsureDistinct(string input, string output, string? written = null)
     {
         if (SameFile(input, output))
         {
-            throw new UsageException($"-o {output} would overwrite the input model {input}; write the patched model elsewhere");
+            throw new UsageException($"{written ?? $"-o {output}"} would overwrite the input model {input}; write the patched model elsewhere");
         }
     }
 
     /// <summary>
-    /// Saves <paramref name="model"/> into a staging folder beside <paramref name="output"/>, runs
-    /// <paramref name="verify"/> on the staged file, then moves the external data (if any) and the
-    /// model into place. A model that fails verification is never written to <paramref name="output"/>.
+    /// Saves <paramref name="model"/> and the text files of <paramref name="besideFiles"/> into a staging
+    /// folder beside <paramref name="output"/>, runs <paramref name="verify"/> on the staged model, then
+    /// moves the external data (if any), the model and the other files into place, each by a rename. A
+    /// model that fails verification is never written to <paramref name="output"/>, nor are its files.
     /// </summary>
-    public static void Save(OnnxModel model, string output, Action<string>? verify)
+    /// <param name="model">The model.</param>
+    /// <param name="output">The model's path.</param>
+    /// <param name="verify">Checks the staged model file; null for none.</param>
+    /// <param name="besideFiles">Text files that describe the model, by file name, written into the model's folder.</param>
+    public static void Save(OnnxModel model, string output, Action<string>? verify, IReadOnlyDictionary<string, string>? besideFiles = null)
     {
+        besideFiles ??= new Dictionary<string, string>();
+        if (besideFiles.Keys.FirstOrDefault(name => name.Length == 0 || Path.GetFileName(name) != name) is { } path)
+        {
+            throw new ArgumentException($"'{path}' is not a file name; files beside the model go into its folder", nameof(besideFiles));
+        }
         var target = Path.GetFullPath(output);
         var folder = Path.GetDirectoryName(target)!;
         Directory.CreateDirectory(folder);
@@ -31,13 +44,21 @@ internal static class ModelFiles
         {
             var staged = Path.Combine(staging, Path.GetFileName(target));
             model.Save(staged);
+            foreach (var (name, text) in besideFiles)
+            {
+                File.WriteAllText(Path.Combine(staging, name), text);
+            }
             verify?.Invoke(staged);
-            // Data files first: the model must never name data that is not in place yet.
-            foreach (var file in Directory.GetFiles(staging).Where(f => f != staged))
+            // Data files first: the model must never name data that is not in place yet; then the files that describe it.
+            foreach (var file in Directory.GetFiles(staging).Where(f => f != staged && !besideFiles.ContainsKey(Path.GetFileName(f))))
             {
                 File.Move(file, Path.Combine(folder, Path.GetFileName(file)), overwrite: true);
             }
             File.Move(staged, target, overwrite: true);
+            foreach (var name in besideFiles.Keys)
+            {
+                File.Move(Path.Combine(staging, name), Path.Combine(folder, name), overwrite: true);
+            }
         }
         finally
         {

@@ -4,8 +4,9 @@ namespace OrtSparse.GraphRewriter;
 
 /// <summary>
 /// Finds the attention sites of a model's main graph, in every form the rewriter knows: ONNX
-/// Attention (opset 23/24), com.microsoft.GroupQueryAttention and com.microsoft.MultiHeadAttention
-/// (with the com.microsoft.RotaryEmbedding nodes feeding it).
+/// Attention (opset 23/24, with the ONNX RotaryEmbedding nodes feeding it),
+/// com.microsoft.GroupQueryAttention and com.microsoft.MultiHeadAttention (with the
+/// com.microsoft.RotaryEmbedding nodes feeding it).
 /// </summary>
 public static class AttentionSiteFinder
 {

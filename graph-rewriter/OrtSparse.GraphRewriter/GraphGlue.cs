@@ -41,6 +41,14 @@ internal sealed class GraphGlue
         return name;
     }
 
+    /// <summary>A 0-D int64 constant.</summary>
+    public string Int64Scalar(string role, long value)
+    {
+        var name = Value(role);
+        _graph.Initializer.Add(OnnxTensor.Create(name, [value]));
+        return name;
+    }
+
     /// <summary>A scalar constant of <paramref name="type"/> (float or float16).</summary>
     public string Scalar(string role, TensorProto.Types.DataType type, float value)
     {

@@ -49,7 +49,7 @@ public sealed class GraphTypes
     }
 
     private static readonly HashSet<string> SameShapeOps =
-        ["Identity", "Cast", "Relu", "Neg", "Sqrt", "Reciprocal", "Exp", "Tanh", "Sigmoid", "Erf", "Gelu", "Softmax", "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "Dropout", "RotaryEmbedding"];
+        ["Identity", "Cast", "Relu", "Neg", "Sqrt", "Reciprocal", "Exp", "Tanh", "Sigmoid", "Erf", "Gelu", "Cos", "Sin", "Softmax", "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "Dropout", "RotaryEmbedding"];
 
     private static readonly HashSet<string> BroadcastOps = ["Add", "Sub", "Mul", "Div", "Pow", "Where"];
 

@@ -21,7 +21,8 @@ internal static class MethodWiring
     /// <param name="calibration">The calibration tensors of this site, in slot order.</param>
     /// <param name="stateWidth">The last dimension of the method's state tensor.</param>
     /// <param name="names">Fresh names.</param>
-    public static void Apply(GraphProto graph, NodeProto node, AttentionSite site, MethodConfig method,
+    /// <returns>The state tensors added, or null.</returns>
+    public static MethodStateTensors? Apply(GraphProto graph, NodeProto node, AttentionSite site, MethodConfig method,
         IReadOnlyList<CalibrationInput> calibration, long stateWidth, NameAllocator names)
     {
         foreach (var input in calibration)
@@ -31,26 +32,46 @@ internal static class MethodWiring
             SetInput(node, SparseAttentionOp.InputIndex($"method_data_{input.Slot}"), name);
         }
 
-        var state = method.Spec.State;
-        if (state == MethodState.None || site.PastKey is null)
+        if (StateNames(site, method) is not { } planned)
         {
-            return; // without a cache the op keeps the state in scratch memory
+            return null; // without a cache the op keeps the state in scratch memory
         }
-        var (slot, suffix, elementType) = state == MethodState.Index
-            ? ("index", "ortsparse_index", TensorProto.Types.DataType.Int32)
-            : ("summary", "ortsparse_summary", site.ElementType == "float16" ? TensorProto.Types.DataType.Float16 : TensorProto.Types.DataType.Float);
-        var pastName = names.Fresh(StateName(site.PastKey, suffix));
+        var slot = SlotOf(method.Spec.State);
+        var elementType = method.Spec.State == MethodState.Index ? TensorProto.Types.DataType.Int32
+            : site.ElementType == "float16" ? TensorProto.Types.DataType.Float16 : TensorProto.Types.DataType.Float;
+        var kvHeads = site.KvNumHeads!.Value;
+        var pastName = names.Fresh(planned.Input);
         // An empty default: callers that do not feed the state back get it rebuilt from the cache each step.
-        graph.Initializer.Add(EmptyState(pastName, elementType, site.KvNumHeads!.Value, stateWidth));
-        graph.Input.Add(OnnxBuilder.TensorValueInfo(pastName, elementType, ["batch_size", site.KvNumHeads.Value, "past_state_length", stateWidth]));
+        graph.Initializer.Add(EmptyState(pastName, elementType, kvHeads, stateWidth));
+        graph.Input.Add(OnnxBuilder.TensorValueInfo(pastName, elementType, ["batch_size", kvHeads, "past_state_length", stateWidth]));
         SetInput(node, SparseAttentionOp.InputIndex($"past_{slot}"), pastName);
-        if (site.PresentKey is not null)
+        string? presentName = null;
+        if (planned.Output is { } output)
         {
-            var presentName = names.Fresh(StateName(site.PresentKey, suffix));
+            presentName = names.Fresh(output);
             SetOutput(node, SparseAttentionOp.OutputNames.ToList().IndexOf($"present_{slot}"), presentName);
-            graph.Output.Add(OnnxBuilder.TensorValueInfo(presentName, elementType, ["batch_size", site.KvNumHeads.Value, "present_state_length", stateWidth]));
+            graph.Output.Add(OnnxBuilder.TensorValueInfo(presentName, elementType, ["batch_size", kvHeads, "present_state_length", stateWidth]));
         }
+        return new MethodStateTensors(slot, pastName, presentName, SiteFacts.ElementTypeName(elementType), kvHeads, stateWidth);
     }
+
+    /// <summary>
+    /// The state input and output a method adds beside the site's cache, as named before they are made
+    /// unique in the graph; null when the method keeps no state or the site has no cache. The output is
+    /// null when the site has no present cache.
+    /// </summary>
+    public static (string Input, string? Output)? StateNames(AttentionSite site, MethodConfig method)
+    {
+        if (method.Spec.State == MethodState.None || site.PastKey is null)
+        {
+            return null;
+        }
+        var suffix = $"ortsparse_{SlotOf(method.Spec.State)}";
+        return (StateName(site.PastKey, suffix), site.PresentKey is null ? null : StateName(site.PresentKey, suffix));
+    }
+
+    /// <summary>The op's state slot: "index" (int32) or "summary" (the attention's element type).</summary>
+    private static string SlotOf(MethodState state) => state == MethodState.Index ? "index" : "summary";
 
     /// <summary><c>past_key_values.0.key</c> → <c>past_key_values.0.ortsparse_index</c>; other names get the suffix appended.</summary>
     private static string StateName(string cacheName, string suffix) =>

@@ -3,42 +3,55 @@ using Onnx;
 
 namespace OrtSparse.GraphRewriter;
 
-/// <summary>What <see cref="ModelPatcher.Patch"/> should do.</summary>
-public sealed record PatchOptions
-{
-    /// <summary>The method written onto every replaced site.</summary>
-    public MethodConfig Method { get; init; } = new();
-
-    /// <summary>Leave sites that cannot be replaced as they are instead of failing.</summary>
-    public bool LeaveUnsupported { get; init; }
-
-    /// <summary>Calibration data (from <c>ortsparse calibrate</c>) for methods that need it; layer L is the L-th replaced site in graph order.</summary>
-    public OrtSparse.Calibration.CalibrationData? Calibration { get; init; }
-}
-
-/// <summary>The patched model and what was done to each site.</summary>
-/// <param name="Model">A new model; the input model is unchanged.</param>
-/// <param name="Replaced">Sites replaced by SparseAttention.</param>
-/// <param name="Left">Sites left as they were (only with <see cref="PatchOptions.LeaveUnsupported"/>).</param>
-public sealed record PatchResult(ModelProto Model, IReadOnlyList<AttentionSite> Replaced, IReadOnlyList<AttentionSite> Left);
-
 /// <summary>The error for a model the rewriter cannot patch; the message names the site and the reason.</summary>
 public sealed class PatchException(string message) : Exception(message);
 
 /// <summary>Replaces attention sites by com.ortsparse.SparseAttention and leaves everything else untouched.</summary>
 public static class ModelPatcher
 {
-    /// <summary>Metadata key under which the patch records what it did (JSON).</summary>
+    /// <summary>Metadata key under which the patch records what it did (compact JSON: the version, and per layer the form, method and parameters).</summary>
     public const string MetadataKey = "ortsparse.patch";
+
+    /// <summary>Metadata key holding <see cref="ToolVersion"/>.</summary>
+    public const string VersionMetadataKey = "ortsparse.version";
+
+    /// <summary>The version of this rewriter, recorded in the models it patches and in their runtime configs.</summary>
+    public static string ToolVersion { get; } = typeof(ModelPatcher).Assembly.GetName().Version!.ToString(3);
+
+    /// <summary>
+    /// The layers <see cref="Patch"/> would replace, each with its method: the replaceable sites of
+    /// <paramref name="sites"/> in graph order.
+    /// </summary>
+    /// <param name="sites">The model's sites (<see cref="AttentionSiteFinder.Find"/>).</param>
+    /// <param name="options">The methods; null means dense.</param>
+    /// <exception cref="ArgumentException">The options are invalid (<see cref="PatchOptions.Validate"/>).</exception>
+    /// <exception cref="PatchException">A layer range names a layer the model does not have.</exception>
+    public static IReadOnlyList<LayerPlan> Plan(IReadOnlyList<AttentionSite> sites, PatchOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(sites);
+        options ??= new PatchOptions();
+        options.Validate();
+        var replaceable = sites.Where(s => s.CanReplace).OrderBy(s => s.NodeIndex).ToList();
+        foreach (var entry in options.LayerMethods)
+        {
+            var named = entry.Layers.Last ?? entry.Layers.First;
+            if (named >= replaceable.Count)
+            {
+                throw new PatchException($"layers {entry.Layers} ({entry.Method.Method}): the model has no layer {named}; " +
+                    (replaceable.Count == 0 ? "none of its attention sites can be replaced" : $"the attention sites that can be replaced are layers 0 to {replaceable.Count - 1}"));
+            }
+        }
+        return replaceable.Select((site, layer) => new LayerPlan(layer, site, options.MethodFor(layer))).ToList();
+    }
 
     /// <summary>Patches a copy of <paramref name="model"/>.</summary>
     /// <param name="model">The model to patch; it is not modified.</param>
-    /// <param name="options">Method and failure policy; null means dense, fail on unsupported sites.</param>
+    /// <param name="options">Methods and failure policy; null means dense, fail on unsupported sites.</param>
     public static PatchResult Patch(ModelProto model, PatchOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new PatchOptions();
-        options.Method.Validate();
+        options.Validate();
 
         var sites = AttentionSiteFinder.Find(model);
         var unsupported = sites.Where(s => !s.CanReplace).ToList();
@@ -48,27 +61,30 @@ public static class ModelPatcher
                 "Cannot replace " + string.Join("; ", unsupported.Select(s => $"{s.Kind} node '{s.NodeName}': {s.UnsupportedReason}")) +
                 ". Pass --leave-unsupported to keep such sites as they are.");
         }
-        var replaced = sites.Where(s => s.CanReplace).ToList();
-        if (replaced.Count == 0)
+        if (unsupported.Count == sites.Count)
         {
             throw new PatchException(sites.Count == 0 ? "The model has no attention site that the rewriter recognises." : "No attention site can be replaced.");
         }
+        var plan = Plan(sites, options);
 
         var patched = model.Clone();
         var graph = patched.Graph;
         var types = new GraphTypes(graph);
         var names = new NameAllocator(graph);
-        // Every rewrite reads the graph as it was; the node list is rebuilt once at the end. Layer L is
-        // the L-th site in graph order; sites are wired from the last layer to the first.
+        // Every rewrite reads the graph as it was; the node list is rebuilt once at the end. Sites are
+        // wired from the last layer to the first.
         var rewrites = new Dictionary<int, SiteRewrite>();
-        var layers = replaced.OrderBy(s => s.NodeIndex).Select((site, layer) => (site, layer)).ToList();
-        foreach (var (site, layer) in layers.OrderByDescending(l => l.site.NodeIndex))
+        var layers = new List<PatchedLayer>();
+        foreach (var layer in plan.Reverse())
         {
+            var site = layer.Site;
             var form = AttentionForms.Of(graph.Node[site.NodeIndex])!;
-            var rewrite = form.Rewrite(patched, site, types, options.Method, names);
-            var needs = MethodRequirements.For(options.Method, site, layer, options.Calibration);
-            MethodWiring.Apply(graph, rewrite.Attention, site, options.Method, needs.Calibration, needs.StateWidth, names);
+            var rewrite = form.Rewrite(patched, site, types, layer.Method, names);
+            var needs = MethodRequirements.For(layer.Method, site, layer.Layer, options.Calibration);
+            var state = MethodWiring.Apply(graph, rewrite.Attention, site, layer.Method, needs.Calibration, needs.StateWidth, names);
             rewrites[site.NodeIndex] = rewrite;
+            layers.Insert(0, new PatchedLayer(layer, state, RotaryOf(rewrite.Attention, types),
+                rewrite.Attention.OptionalInput(SparseAttentionOp.InputIndex("seqlens_k")) is not null));
         }
         ReplaceNodes(graph, rewrites);
         if (Opsets.OnnxVersion(patched) is null && graph.Node.Any(n => Opsets.IsOnnxDomain(n.Domain)))
@@ -76,14 +92,27 @@ public static class ModelPatcher
             Opsets.Import(patched, "", Opsets.GlueVersion); // glue nodes in a contrib-only graph
         }
         Opsets.Import(patched, SparseAttentionOp.Domain, SparseAttentionOp.DomainVersion);
-        RecordMetadata(patched, options, replaced, unsupported);
+        var left = options.LeaveUnsupported ? unsupported : [];
+        RecordMetadata(patched, layers, left);
 
         var problems = GraphValidator.Validate(patched);
         if (problems.Count > 0)
         {
             throw new PatchException("The patched graph is malformed (a rewriter bug): " + string.Join("; ", problems));
         }
-        return new PatchResult(patched, replaced, options.LeaveUnsupported ? unsupported : []);
+        return new PatchResult(patched, layers, left);
+    }
+
+    /// <summary>The rotary embedding <paramref name="attention"/> applies, with the rows of its table when the original graph declares them.</summary>
+    private static RotaryInOp? RotaryOf(NodeProto attention, GraphTypes types)
+    {
+        if (attention.IntAttribute("do_rotary") != 1)
+        {
+            return null;
+        }
+        var cosCache = attention.OptionalInput(SparseAttentionOp.InputIndex("cos_cache"));
+        long? positions = cosCache is not null && types.Find(cosCache)?.Dims is [{ } rows, _] ? rows : null;
+        return new RotaryInOp(attention.IntAttribute("rotary_interleaved") == 1, positions);
     }
 
     /// <summary>Puts each rewrite's nodes in place of its anchor node, drops the nodes it absorbed and their stale value_info.</summary>
@@ -111,25 +140,35 @@ public static class ModelPatcher
         }
     }
 
-    private static void RecordMetadata(ModelProto model, PatchOptions options, IReadOnlyList<AttentionSite> replaced, IReadOnlyList<AttentionSite> left)
+    private static void RecordMetadata(ModelProto model, IReadOnlyList<PatchedLayer> layers, IReadOnlyList<AttentionSite> left)
     {
         var record = new
         {
-            tool = "ortsparse",
-            method = options.Method.Method,
-            parameters = options.Method.Parameters,
-            replaced = replaced.Select(s => new { node = s.NodeName, kind = s.Kind }),
-            left = left.Select(s => new { node = s.NodeName, kind = s.Kind, reason = s.UnsupportedReason }),
+            version = ToolVersion,
+            layers = layers.Select(l => new
+            {
+                layer = l.Plan.Layer,
+                node = l.Plan.Site.NodeName,
+                form = l.Plan.Site.Kind,
+                method = l.Plan.Method.Method,
+                parameters = RuntimeConfig.ParametersOf(l.Plan.Method),
+            }),
+            left = left.Select(s => new { node = s.NodeName, form = s.Kind, reason = s.UnsupportedReason }),
         };
-        var json = JsonSerializer.Serialize(record);
-        var existing = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey);
+        SetMetadata(model, VersionMetadataKey, ToolVersion);
+        SetMetadata(model, MetadataKey, JsonSerializer.Serialize(record, RuntimeConfig.JsonOptions(indented: false)));
+    }
+
+    private static void SetMetadata(ModelProto model, string key, string value)
+    {
+        var existing = model.MetadataProps.FirstOrDefault(p => p.Key == key);
         if (existing is null)
         {
-            model.MetadataProps.Add(new StringStringEntryProto { Key = MetadataKey, Value = json });
+            model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         }
         else
         {
-            existing.Value = json;
+            existing.Value = value;
         }
     }
 }

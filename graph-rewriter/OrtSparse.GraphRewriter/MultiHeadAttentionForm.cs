@@ -91,12 +91,7 @@ internal sealed class MultiHeadAttentionForm : IAttentionForm
         SparseAttentionNode.AddIfGiven(inputs, "past_key", site.PastKey);
         SparseAttentionNode.AddIfGiven(inputs, "past_value", site.PastValue);
         SparseAttentionNode.AddIfGiven(inputs, "attention_mask", AttentionMask(node, types, elementType, glue));
-        if (fusion is not null)
-        {
-            inputs["cos_cache"] = fusion.CosCache;
-            inputs["sin_cache"] = fusion.SinCache;
-            inputs["position_ids"] = fusion.PositionIds;
-        }
+        fusion?.Wire(inputs, glue);
 
         var outputs = new Dictionary<string, string> { ["output"] = node.Output[0] };
         SparseAttentionNode.AddIfGiven(outputs, "present_key", site.PresentKey);
@@ -139,7 +134,7 @@ internal sealed class MultiHeadAttentionForm : IAttentionForm
 
     /// <summary>The rotary embedding feeding the query and key, fusable unless a bias is added after it.</summary>
     private static RotaryEmbeddingFusion.Outcome Rotary(GraphProto graph, NodeProto node, GraphTypes types, int numHeads, int? headDim) =>
-        RotaryEmbeddingFusion.Analyze(graph, types, node.Input[0], node.Input[KeyInput], numHeads, headDim,
+        RotaryEmbeddingFusion.Analyze(graph, types, new RotaryTarget(node.Input[0], node.Input[KeyInput], numHeads, numHeads, headDim, 3),
             node.OptionalInput(BiasInput) is null ? null : "MultiHeadAttention adds its bias to the query and key after their rotation");
 
     /// <summary>Why the site cannot be replaced, or null.</summary>

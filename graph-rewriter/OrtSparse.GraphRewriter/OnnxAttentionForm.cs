@@ -4,8 +4,9 @@ namespace OrtSparse.GraphRewriter;
 
 /// <summary>
 /// The ONNX <c>Attention</c> operator (opset 23 and 24), as torch.onnx.export(dynamo=True) emits
-/// for scaled_dot_product_attention. Inputs: Q, K, V, attn_mask, past_key, past_value,
-/// nonpad_kv_seqlen (24); outputs: Y, present_key, present_value, qk_matmul_output.
+/// for scaled_dot_product_attention, and the ONNX <c>RotaryEmbedding</c> nodes (opset 23) that
+/// often rotate its Q and K, which move into the op. Inputs: Q, K, V, attn_mask, past_key,
+/// past_value, nonpad_kv_seqlen (24); outputs: Y, present_key, present_value, qk_matmul_output.
 /// </summary>
 internal sealed class OnnxAttentionForm : IAttentionForm
 {
@@ -72,41 +73,47 @@ internal sealed class OnnxAttentionForm : IAttentionForm
             reason = SiteFacts.HeadCountProblem(numHeads.Value, kvNumHeads.Value, "q_num_heads", "kv_num_heads");
         }
 
+        var rotary = reason is null ? Rotary(model.Graph, node, types, rank, numHeads!.Value, kvNumHeads!.Value, headDim) : null;
         return new AttentionSite(nodeIndex, SiteFacts.Label(node, nodeIndex), $"onnx.Attention-{(opset >= 24 ? 24 : 23)}", rank,
             numHeads, kvNumHeads, headDim, SiteFacts.ElementTypeName(elementType),
             node.OptionalInput(PastKeyInput), node.OptionalInput(PastValueInput),
             node.OptionalOutput(PresentKeyOutput), node.OptionalOutput(PresentValueOutput), reason)
         {
-            QueryKeyValue = node.Input.Take(3).ToList(),
+            Notes = rotary?.Note is { } note ? [note] : [],
+            QueryKeyValue = node.Input.Count < 3 ? null : [rotary?.Fusion?.Query ?? node.Input[0], rotary?.Fusion?.Key ?? node.Input[1], node.Input[2]],
         };
     }
 
-    /// <summary>SparseAttention, with layout changes around it for 4-D inputs.</summary>
+    /// <summary>SparseAttention, with layout changes around it for 4-D inputs and the rotary embedding moved in.</summary>
     public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names)
     {
         var node = model.Graph.Node[site.NodeIndex];
+        var fusion = Rotary(model.Graph, node, types, site.Rank, site.NumHeads!.Value, site.KvNumHeads!.Value, site.HeadDim).Fusion;
         var glue = new GraphGlue(model, names, site.NodeName);
         string ToBsh(string input, string role) => site.Rank == 3 ? input : glue.HeadsToHidden(input, role);
 
         var inputs = new Dictionary<string, string>
         {
-            ["query"] = ToBsh(node.Input[0], "query"),
-            ["key"] = ToBsh(node.Input[1], "key"),
+            ["query"] = ToBsh(fusion?.Query ?? node.Input[0], "query"),
+            ["key"] = ToBsh(fusion?.Key ?? node.Input[1], "key"),
             ["value"] = ToBsh(node.Input[2], "value"),
         };
         SparseAttentionNode.AddIfGiven(inputs, "past_key", site.PastKey);
         SparseAttentionNode.AddIfGiven(inputs, "past_value", site.PastValue);
         SparseAttentionNode.AddIfGiven(inputs, "attention_mask", node.OptionalInput(MaskInput));
+        fusion?.Wire(inputs, glue);
 
         var output = site.Rank == 3 ? node.Output[0] : glue.Value("output_bsh");
         var outputs = new Dictionary<string, string> { ["output"] = output };
         SparseAttentionNode.AddIfGiven(outputs, "present_key", site.PresentKey);
         SparseAttentionNode.AddIfGiven(outputs, "present_value", site.PresentValue);
 
-        var settings = new AttentionSettings(site.NumHeads!.Value, site.KvNumHeads!.Value, node.IntAttribute("is_causal") == 1)
+        var settings = new AttentionSettings(site.NumHeads.Value, site.KvNumHeads.Value, node.IntAttribute("is_causal") == 1)
         {
             Scale = node.FloatAttribute("scale"),
             Softcap = node.FloatAttribute("softcap") ?? 0,
+            DoRotary = fusion is not null,
+            RotaryInterleaved = fusion?.Interleaved ?? false,
         };
         var nodes = new List<NodeProto>(glue.Nodes) { SparseAttentionNode.Create(node, inputs, outputs, settings, method) };
         if (site.Rank == 4)
@@ -115,7 +122,10 @@ internal sealed class OnnxAttentionForm : IAttentionForm
             after.HiddenToHeads(output, "output", site.NumHeads.Value, node.Output[0]);
             nodes.AddRange(after.Nodes);
         }
-        return new SiteRewrite(nodes, new HashSet<int>());
+        return new SiteRewrite(nodes, fusion?.Absorbed ?? new HashSet<int>());
     }
 
+    /// <summary>The ONNX RotaryEmbedding nodes rotating Q and K, with the heads Attention splits them into.</summary>
+    private static RotaryEmbeddingFusion.Outcome Rotary(GraphProto graph, NodeProto node, GraphTypes types, int rank, int numHeads, int kvNumHeads, int? headDim) =>
+        RotaryEmbeddingFusion.Analyze(graph, types, new RotaryTarget(node.Input[0], node.Input[1], numHeads, kvNumHeads, headDim, rank), null);
 }

@@ -14,7 +14,8 @@ public sealed class CliTests : IDisposable
 
     private static string SampleDir => Path.Combine(RepositoryRoot(), "models", "sample");
 
-    private static (int Code, string Out, string Err) Cli(params string[] args)
+    /// <summary>Runs the ortsparse command line in this process.</summary>
+    internal static (int Code, string Out, string Err) Cli(params string[] args)
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();

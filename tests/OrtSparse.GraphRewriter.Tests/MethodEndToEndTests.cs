@@ -60,6 +60,15 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
         Assert.Contains("all 10 outputs match", output);
     }
 
+    /// <summary>Each layer its own method, calibration tensors of its layer and shared parameters.</summary>
+    [Fact]
+    public void PerLayerMethodsWithTheWholeCacheInBudgetEqualDense()
+    {
+        var (code, output) = PatchAndCheck("dense", "--layer-method", "0=loki:rank=16,1=saap", "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
+        Assert.True(code == 0, output);
+        Assert.Contains("all 10 outputs match", output);
+    }
+
     [Fact]
     public void StreamingWithAWindowOverTheCacheEqualsDense()
     {

@@ -1,22 +1,35 @@
+using System.Globalization;
 using OrtSparse.GraphRewriter;
 
 namespace OrtSparse.Cli.Commands;
 
-/// <summary><c>ortsparse inspect MODEL</c>: lists the attention sites and what <c>patch</c> would do with each.</summary>
+/// <summary>
+/// <c>ortsparse inspect MODEL [--method M] [--dense-layers L] [--layer-method SPEC] [--param value …]</c>:
+/// lists the attention sites, what <c>patch</c> would do with each, and the method of each layer.
+/// </summary>
 internal static class InspectCommand
 {
     public static int Run(string[] args, TextWriter stdout)
     {
-        var line = CommandLine.Parse(args, [], ["--help", "-h"]);
+        var line = CommandLine.Parse(args, MethodOptions.Names, ["--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
-            stdout.WriteLine("usage: ortsparse inspect MODEL\n\nLists each attention site (kind, heads, head dim, element type, cache inputs), what patch would do with it,\nand what it would fuse or insert around it.");
+            stdout.WriteLine($"""
+                usage: ortsparse inspect MODEL [--method dense] [--dense-layers L] [--layer-method SPEC] [--PARAMETER value ...]
+
+                Lists each attention site (kind, heads, head dim, element type, cache inputs), what patch would do with it
+                and what it would fuse or insert around it; then the plan: each layer's method, parameters and state
+                tensors under the options given (the options of 'ortsparse patch').
+
+                {MethodOptions.Help()}
+                """);
             return CliApp.Ok;
         }
         if (line.Positional.Count != 1)
         {
             throw new UsageException("inspect takes exactly one MODEL");
         }
+        var (defaultMethod, layerMethods) = MethodOptions.Parse(line);
         var path = line.Positional[0];
         var model = ModelFiles.Load(path).Proto;
         var sites = AttentionSiteFinder.Find(model);
@@ -55,6 +68,18 @@ internal static class InspectCommand
             {
                 stdout.WriteLine($"  {note}");
             }
+        }
+        var plan = ModelPatcher.Plan(sites, new PatchOptions { Method = defaultMethod, LayerMethods = layerMethods });
+        if (plan.Count > 0)
+        {
+            stdout.WriteLine("plan (layer L is the L-th site that can be replaced, in graph order):");
+            Table.Write(stdout, ["layer", "node", "method", "parameters", "state input -> output"], plan.Select(l => new[]
+            {
+                l.Layer.ToString(CultureInfo.InvariantCulture), l.Site.NodeName, l.Method.Method,
+                l.Method.Parameters.Count == 0 ? "-" : string.Join(", ", l.Method.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal)
+                    .Select(p => FormattableString.Invariant($"{p.Key}={p.Value}"))),
+                l.StateInput is null ? "-" : $"{l.StateInput} -> {l.StateOutput ?? "(none: the site has no present cache)"}",
+            }).ToList());
         }
         return CliApp.Ok;
     }

@@ -1,48 +1,30 @@
-using System.Globalization;
-using System.Text;
 using OrtSparse.GraphRewriter;
 using OrtSparse.Onnx;
 using OrtSparse.Runtime;
 
 namespace OrtSparse.Cli.Commands;
 
-/// <summary><c>ortsparse patch IN -o OUT --method M [--param value …]</c>: replaces attention by SparseAttention.</summary>
+/// <summary>
+/// <c>ortsparse patch IN -o OUT [--method M] [--dense-layers L] [--layer-method SPEC] [--param value …]</c>:
+/// replaces attention by SparseAttention and writes the runtime config beside the output.
+/// </summary>
 internal static class PatchCommand
 {
-    private static readonly IReadOnlyList<MethodParameter> AllParameters =
-        MethodCatalog.All.SelectMany(m => m.Parameters).DistinctBy(p => p.Name).ToList();
+    private static string Usage() => $"""
+        usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--dense-layers L] [--layer-method SPEC]
+                               [--PARAMETER value ...] [--calibration CALIB] [--leave-unsupported] [--no-verify]
 
-    private static string Usage()
-    {
-        var text = new StringBuilder("""
-            usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--PARAMETER value ...]
-                                   [--calibration CALIB] [--leave-unsupported] [--no-verify]
-
-              -o, --output         where to write the patched model (never the input itself)
-              --method             selection method (below)
-              --calibration CALIB  output of 'ortsparse calibrate' (loki and saap need it; hash uses it if present)
-              --leave-unsupported  keep attention sites that cannot be replaced instead of failing
-              --no-verify          skip loading the patched model in ONNX Runtime before writing it
-
-            methods and their parameters (docs/ops.md):
-
-            """);
-        foreach (var method in MethodCatalog.All)
-        {
-            text.AppendLine(CultureInfo.InvariantCulture, $"  {method.Name,-10} {method.Summary}");
-            foreach (var parameter in method.Parameters)
-            {
-                var fallback = parameter.Default is { } d ? d.ToString(CultureInfo.InvariantCulture) : "model-dependent";
-                text.AppendLine(CultureInfo.InvariantCulture, $"      --{parameter.Name,-12} {parameter.Help} (default {fallback})");
-            }
-        }
-        return text.ToString();
-    }
+          -o, --output         where to write the patched model (never the input itself); the runtime config
+                               (docs/runtime-config.md) goes beside it: OUT.onnx -> OUT.ortsparse.json
+          --calibration CALIB  output of 'ortsparse calibrate' (loki and saap need it; hash uses it if present)
+          --leave-unsupported  keep attention sites that cannot be replaced instead of failing
+          --no-verify          skip loading the patched model in ONNX Runtime before writing it
+        {MethodOptions.Help()}
+        """;
 
     public static int Run(string[] args, TextWriter stdout)
     {
-        var parameterOptions = AllParameters.SelectMany(p => new[] { $"--{p.Name}", $"--{p.Name.Replace('_', '-')}" }).Distinct();
-        var line = CommandLine.Parse(args, ["-o", "--output", "--method", "--calibration", .. parameterOptions], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
+        var line = CommandLine.Parse(args, ["-o", "--output", "--calibration", .. MethodOptions.Names], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
             stdout.WriteLine(Usage());
@@ -54,41 +36,52 @@ internal static class PatchCommand
         }
         var input = line.Positional[0];
         var output = line.Option("-o", "--output") ?? throw new UsageException("patch needs -o OUT.onnx");
-        var parameters = new Dictionary<string, double>();
-        foreach (var parameter in AllParameters)
-        {
-            var flag = $"--{parameter.Name}";
-            if (line.Option(flag, $"--{parameter.Name.Replace('_', '-')}") is not null)
-            {
-                parameters[parameter.Name] = line.Double(line.Option(flag) is null ? $"--{parameter.Name.Replace('_', '-')}" : flag, double.NaN);
-            }
-        }
+        var (method, layerMethods) = MethodOptions.Parse(line);
+        var configPath = RuntimeConfig.PathBeside(output);
+        ModelFiles.EnsureDistinct(input, output);
+        ModelFiles.EnsureDistinct(input, configPath, $"the runtime config {configPath}");
         var options = new PatchOptions
         {
-            Method = new MethodConfig { Method = line.Option("--method") ?? "dense", Parameters = parameters },
+            Method = method,
+            LayerMethods = layerMethods,
             LeaveUnsupported = line.Flag("--leave-unsupported"),
             Calibration = line.Option("--calibration") is { } calibration ? OrtSparse.Calibration.CalibrationData.Load(calibration) : null,
         };
-        try
-        {
-            options.Method.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new UsageException(e.Message);
-        }
-        ModelFiles.EnsureDistinct(input, output);
 
         var source = ModelFiles.Load(input);
         var result = ModelPatcher.Patch(source.Proto, options);
-        ModelFiles.Save(new OnnxModel(result.Model, source.SourcePath), output, verify: line.Flag("--no-verify") ? null : VerifyLoads);
+        var config = RuntimeConfig.ToJson(result, Path.GetFileName(output));
+        ModelFiles.Save(new OnnxModel(result.Model, source.SourcePath), output, verify: line.Flag("--no-verify") ? null : VerifyLoads,
+            new Dictionary<string, string> { [Path.GetFileName(configPath)] = config });
 
-        stdout.WriteLine($"patched {result.Replaced.Count} attention site(s) with method '{options.Method.Method}' -> {output}");
+        var methods = result.Layers.Select(l => l.Plan.Method.Method).Distinct().ToList();
+        stdout.WriteLine(methods.Count == 1
+            ? $"patched {result.Layers.Count} attention site(s) with method '{methods[0]}' -> {output}"
+            : $"patched {result.Layers.Count} attention site(s), layers {LayerGroups(result.Layers)} -> {output}");
+        stdout.WriteLine($"runtime config -> {configPath}");
         foreach (var site in result.Left)
         {
             stdout.WriteLine($"  left {site.Kind} node '{site.NodeName}' as it was: {site.UnsupportedReason}");
         }
         return CliApp.Ok;
+    }
+
+    /// <summary>Consecutive layers of one method together: "0-1 dense, 2-5 quest".</summary>
+    private static string LayerGroups(IReadOnlyList<PatchedLayer> layers)
+    {
+        var groups = new List<(int First, int Last, string Method)>();
+        foreach (var layer in layers)
+        {
+            if (groups.Count > 0 && groups[^1].Method == layer.Plan.Method.Method && groups[^1].Last == layer.Plan.Layer - 1)
+            {
+                groups[^1] = groups[^1] with { Last = layer.Plan.Layer };
+            }
+            else
+            {
+                groups.Add((layer.Plan.Layer, layer.Plan.Layer, layer.Plan.Method.Method));
+            }
+        }
+        return string.Join(", ", groups.Select(g => $"{new LayerRange(g.First, g.Last)} {g.Method}"));
     }
 
     /// <summary>Opens a CPU session on the patched model with our ops registered: the output must load in ONNX Runtime.</summary>
