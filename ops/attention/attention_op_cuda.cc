@@ -70,6 +70,7 @@ void* PresentOutput(const Ort::KernelContext& context, int output_index, const s
   return output == nullptr ? nullptr : output.GetTensorMutableRawData();
 }
 
+// kDecodeWorkspace: the attention's workspace (LaunchSparseDecode's or LaunchPrefill's).
 enum ScratchPiece : size_t { kLengths, kKeyCache, kValueCache, kState, kRotatedQuery, kDecodeWorkspace, kPieceCount };
 
 Ort::Status Compute(const AttentionAttributes& attributes, OrtAllocator* allocator, const Ort::KernelContext& context) {
@@ -80,12 +81,9 @@ Ort::Status Compute(const AttentionAttributes& attributes, OrtAllocator* allocat
   options.sequence_values_on_device = true;
   const Status planned = PlanAttention(attributes, inputs, &plan, options);
   if (!planned.ok()) return InvalidArgument(planned.message());
-  if (plan.query_length != 1) {
-    return Ort::Status(("SparseAttention on CUDA runs decode steps (sequence length 1) for now; got sequence length " +
-                        std::to_string(plan.query_length) + ": run prefill on the CPU provider")
-                           .c_str(),
-                       ORT_NOT_IMPLEMENTED);
-  }
+  // Decode steps (S = 1) and prefill steps (S > 1) share the cache and state updates; the attention
+  // is LaunchSparseDecode or LaunchPrefill.
+  const bool prefill = plan.query_length != 1;
   const int64_t B = plan.batch, Hkv = plan.kv_num_heads, T_cap = plan.present_length;
   const size_t element_size = static_cast<size_t>(DataTypeSize(plan.type));
   const std::vector<int64_t> key_shape = {B, Hkv, T_cap, plan.head_size};
@@ -100,21 +98,26 @@ Ort::Status Compute(const AttentionAttributes& attributes, OrtAllocator* allocat
   outputs.value_cache = PresentOutput(context, kPresentValue, value_shape);
   if (plan.state_output >= 0) outputs.method_state = PresentOutput(context, plan.state_output, state_shape);
   if (static_cast<size_t>(kSelectedKeys) < context.GetOutputCount()) {
+    if (prefill) {
+      return InvalidArgument("SparseAttention: selected_keys (output 5) is available for decode steps (S = 1) only, got S = " +
+                             std::to_string(plan.query_length));
+    }
     Ort::UnownedValue selected = context.GetOutput(kSelectedKeys, {B, Hkv, 1, T_cap});
     if (selected != nullptr) outputs.selected_keys = selected.GetTensorMutableData<bool>();
   }
 
-  // Scratch for what the graph does not ask for, the lengths and the decode step's workspace.
+  // Scratch for what the graph does not ask for, the lengths and the attention's workspace.
   std::vector<size_t> sizes(kPieceCount, 0);
   sizes[kLengths] = 4 * static_cast<size_t>(B) * sizeof(int32_t);
   if (outputs.key_cache == nullptr) sizes[kKeyCache] = Elements(key_shape) * element_size;
   if (outputs.value_cache == nullptr) sizes[kValueCache] = Elements(value_shape) * element_size;
   if (plan.state_output >= 0 && outputs.method_state == nullptr) sizes[kState] = MethodStateBytes(plan);
   if (plan.rotary_dim > 0) sizes[kRotatedQuery] = RotatedQueryBytes(plan);
-  // The decode workspace's size depends on the step's parameters only, not on where they point.
+  // The workspace's size depends on the step's parameters only, not on where they point.
   StepParams sizing;
   DescribeStep(attributes, inputs, plan, outputs, SequenceLengths(), &sizing);
-  sizes[kDecodeWorkspace] = cuda::SparseDecodeWorkspaceBytes(sizing.attention, sizing.method, T_cap);
+  sizes[kDecodeWorkspace] = prefill ? cuda::PrefillWorkspaceBytes(sizing.attention, sizing.method, T_cap)
+                                    : cuda::SparseDecodeWorkspaceBytes(sizing.attention, sizing.method, T_cap);
   const DeviceScratch scratch(allocator, sizes);
   if (outputs.key_cache == nullptr) outputs.key_cache = scratch.piece(kKeyCache);
   if (outputs.value_cache == nullptr) outputs.value_cache = scratch.piece(kValueCache);
@@ -142,8 +145,15 @@ Ort::Status Compute(const AttentionAttributes& attributes, OrtAllocator* allocat
                                        length_params.append_counts, length_params.key_counts};
   StepParams step;
   DescribeStep(attributes, inputs, plan, outputs, device_lengths, &step);
-  const Status supported = cuda::CheckDecodeSupport(step.attention, step.method, T_cap);
+  const Status supported = prefill ? cuda::CheckPrefillSupport(step.attention, step.method, T_cap)
+                                   : cuda::CheckDecodeSupport(step.attention, step.method, T_cap);
   if (!supported.ok()) return Ort::Status(supported.message().c_str(), ORT_NOT_IMPLEMENTED);
+  if (prefill && step.method.state.present != nullptr) {  // the state update runs the decode kernels' code
+    AttentionParams one_row = step.attention;
+    one_row.query_length = 1;
+    const Status state_supported = cuda::CheckDecodeSupport(one_row, step.method, T_cap);
+    if (!state_supported.ok()) return Ort::Status(state_supported.message().c_str(), ORT_NOT_IMPLEMENTED);
+  }
 
   auto stream = static_cast<cudaStream_t>(context.GetGPUComputeStream());
   const int64_t S = plan.query_length;
@@ -155,10 +165,16 @@ Ort::Status Compute(const AttentionAttributes& attributes, OrtAllocator* allocat
   }
   ORTSPARSE_RETURN_IF_CUDA_ERROR("updating the method state",
                                  cuda::LaunchMethodStateUpdate(step.attention, step.method, T_cap, S, stream));
-  ORTSPARSE_RETURN_IF_CUDA_ERROR("the attention",
-                                 cuda::LaunchSparseDecode(step.attention, step.method, T_cap,
-                                                          scratch.piece(kDecodeWorkspace), scratch.size(kDecodeWorkspace),
-                                                          stream));
+  if (prefill) {
+    ORTSPARSE_RETURN_IF_CUDA_ERROR("the prefill attention",
+                                   cuda::LaunchPrefill(step.attention, step.method, T_cap, scratch.piece(kDecodeWorkspace),
+                                                       scratch.size(kDecodeWorkspace), stream));
+  } else {
+    ORTSPARSE_RETURN_IF_CUDA_ERROR("the attention",
+                                   cuda::LaunchSparseDecode(step.attention, step.method, T_cap,
+                                                            scratch.piece(kDecodeWorkspace),
+                                                            scratch.size(kDecodeWorkspace), stream));
+  }
   if (outputs.selected_keys != nullptr) {
     ORTSPARSE_RETURN_IF_CUDA_ERROR("flagging the selected keys",
                                    cuda::LaunchSelectedKeyFlags(step.attention, step.method, T_cap,

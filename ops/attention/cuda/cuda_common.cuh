@@ -1,5 +1,5 @@
-// Device-side helpers shared by the CUDA kernels: element conversions, 16-byte chunk loads, warp
-// and block reductions, and the "last block of a grid" handshake.
+// Device-side helpers shared by the CUDA kernels: element conversions, asynchronous 16-byte copies,
+// warp and block reductions, the "last block of a grid" handshake, and tensor-core fragments.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -100,16 +100,16 @@ __device__ __forceinline__ void ChunkAsFloat(const uint4& raw, float (&out)[kChu
   }
 }
 
-// `count` (<= kChunkElements) elements from `row`, as fp32; a 16-byte load when `vector` (the
-// chunk is whole and aligned), element loads otherwise; missing elements are 0.
-template <typename T>
-__device__ __forceinline__ void LoadChunk(const T* row, int count, bool vector, float (&out)[kChunkElements<T>]) {
-  if (vector) {
-    ChunkAsFloat<T>(__ldg(reinterpret_cast<const uint4*>(row)), out);
-    return;
-  }
-#pragma unroll
-  for (int i = 0; i < kChunkElements<T>; ++i) out[i] = i < count ? ToFloat(row[i]) : 0.0f;
+// Asynchronous 16-byte copy global -> shared (zero-filled when !valid), and its group fences.
+__device__ __forceinline__ void CopyAsync(void* shared, const void* global, bool valid) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(address), "l"(global), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void CommitCopies() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void WaitCopies() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
 }
 
 // Scores ranked as unsigned integers: larger score, larger key. NaN ranks as -inf and -0 as +0,
@@ -169,6 +169,62 @@ __device__ __forceinline__ bool FinishedLast(int* counter, int blocks, int* flag
   const bool last = *flag != 0;
   if (last) __threadfence();
   return last;
+}
+
+// ---- tensor cores (16-bit types) -----------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t PackElements(__half lo, __half hi) {
+  return static_cast<uint32_t>(__half_as_ushort(hi)) << 16 | __half_as_ushort(lo);
+}
+__device__ __forceinline__ uint32_t PackElements(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+  return static_cast<uint32_t>(__bfloat16_as_ushort(hi)) << 16 | __bfloat16_as_ushort(lo);
+}
+
+// (x, y) as a 16-bit pair `high` and the pair of what rounding lost, `low`: high + low = (x, y) to
+// about 2^-22 relative.
+__device__ __forceinline__ void SplitPair(float x, float y, uint32_t* high, uint32_t* low, __half) {
+  const __half2 h = __floats2half2_rn(x, y);
+  const float2 back = __half22float2(h);
+  const __half2 l = __floats2half2_rn(x - back.x, y - back.y);
+  memcpy(high, &h, 4);
+  memcpy(low, &l, 4);
+}
+__device__ __forceinline__ void SplitPair(float x, float y, uint32_t* high, uint32_t* low, __nv_bfloat16) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+  const float2 back = __bfloat1622float2(h);
+  const __nv_bfloat162 l = __floats2bfloat162_rn(x - back.x, y - back.y);
+  memcpy(high, &h, 4);
+  memcpy(low, &l, 4);
+}
+
+// c += a·b, m16n8k16, row-major A (4 registers), column-major B (2), fp32 C.
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, __half) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, __nv_bfloat16) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 matrices of 16-bit elements from shared memory; lanes 8i..8i+7 give the rows of matrix i.
+__device__ __forceinline__ void LoadMatrices(const void* row, uint32_t (&m)[4]) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(m[0]), "=r"(m[1]), "=r"(m[2]), "=r"(m[3])
+               : "r"(address)
+               : "memory");
+}
+__device__ __forceinline__ void LoadMatricesTransposed(const void* row, uint32_t (&m)[4]) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(m[0]), "=r"(m[1]), "=r"(m[2]), "=r"(m[3])
+               : "r"(address)
+               : "memory");
 }
 
 // Programmatic dependent launch (sm_90): the next kernel of the stream, launched with the attribute,

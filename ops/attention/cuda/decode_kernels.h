@@ -46,14 +46,14 @@ cudaError_t LaunchFilterUnits(const DecodeArgs& args, LaunchShape shape);
 cudaError_t LaunchClusterWeights(const DecodeArgs& args, LaunchShape shape);
 cudaError_t LaunchExpandClusters(const DecodeArgs& args, LaunchShape shape);
 // Split-K exact attention over the selection (or every visible key), merged by the last block;
-// instantiated for __half, __nv_bfloat16 and float.
+// instantiated for __half, __nv_bfloat16 and float (tensor cores for the 16-bit types).
 template <typename T>
 cudaError_t LaunchDecodeAttentionOf(const DecodeArgs& args, const LaunchShape& shape);
 // flags[segment][j] = whether the segment attended key j.
 cudaError_t LaunchSelectedFlags(const DecodeArgs& args, bool* flags, LaunchShape shape);
 
-// Query heads one attention block handles: the group rounded up to 1, 2, 4 or 8 (larger groups are
-// split into tiles of 8).
-int AttentionHeadsPerTile(int group);
+// Query heads a scoring thread sums at once: the group rounded up to 1, 2, 4 or 8 (larger groups go
+// round in tiles of 8).
+int ScoringHeadsPerPass(int group);
 
 }  // namespace ortsparse::cuda::detail

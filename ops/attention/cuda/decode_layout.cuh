@@ -26,10 +26,13 @@ enum class UnitKind : int { kNone, kKey, kPage, kCluster };
 
 constexpr int kDigitBits = 11;
 constexpr int kBins = 1 << kDigitBits;
-constexpr int kListCapacity = 2048;  // positions an attention block lists at once
+constexpr int kListCapacity = 1024;  // positions an attention block of a sparse row lists: its share
 constexpr int kResolveCapacity = 512;  // candidates the last block ranks pairwise
 constexpr int kSelectThreads = 256;    // threads of the prepare, scoring and filter kernels
-constexpr int kAttentionThreads = 128;
+constexpr int kAttentionThreads = 128;  // 4 warps, each streaming its own tiles of keys
+constexpr int kTileKeys = 16;           // keys of one attention tile
+constexpr int kMaxTileHeads = 16;       // query heads of one attention block (the rows of an mma)
+constexpr int kMaxSplits = 512;         // attention blocks per (segment, head tile)
 constexpr int kMaxQueryBuckets = 1024;  // hash: group size x rounds
 
 // How the row of one segment splits its keys (docs/ops.md, "Selection rules shared by the sparse
@@ -72,7 +75,7 @@ constexpr int kListedBucketWeight = 1024;
 struct DecodeArgs {
   AttentionParams attention;
   SparseMethodParams method;
-  int segments, group, heads_per_tile, head_tiles, splits;
+  int segments, group, head_tiles, splits;
   UnitKind unit;
   int64_t key_capacity;
   int64_t units_capacity;   // unit ids are in [0, units_capacity)
@@ -99,8 +102,8 @@ struct DecodeArgs {
   uint32_t* bitmap;         // [segment][bitmap_words]
   int* block_counts;        // [segment][chunks]
   int* block_prefix;        // [segment][chunks + 1]
-  float2* partial_stats;    // [segment][head tile][split][heads_per_tile]: running max, weight sum
-  float* partial_sums;      // [segment][head tile][split][heads_per_tile][D]
+  float2* partial_stats;    // [segment][head tile][split][kMaxTileHeads]: running max, weight sum
+  float* partial_sums;      // [segment][head tile][split][kMaxTileHeads][D]
 };
 
 // Whether `method` selects keys on decode steps; dense, block and hyper attend every visible key.

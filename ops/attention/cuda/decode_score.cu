@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(kSelectThreads) ScoreRowsKernel(const DecodeAr
 
 template <typename T, bool kPageBound>
 cudaError_t LaunchForHeads(const DecodeArgs& args, const LaunchShape& shape) {
-  switch (AttentionHeadsPerTile(args.group)) {
+  switch (ScoringHeadsPerPass(args.group)) {
     case 1: return LaunchKernel(ScoreRowsKernel<T, 1, kPageBound>, shape, args);
     case 2: return LaunchKernel(ScoreRowsKernel<T, 2, kPageBound>, shape, args);
     case 4: return LaunchKernel(ScoreRowsKernel<T, 4, kPageBound>, shape, args);

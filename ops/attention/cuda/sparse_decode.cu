@@ -19,11 +19,10 @@ using detail::LaunchShape;
 using detail::UnitKind;
 
 constexpr const char* kOp = "SparseAttention (CUDA decode): ";
-// Attention blocks read at least this many keys: more blocks hide latency, each adds a partial
-// result for the last block to merge; a sparse step also lists its share's keys first.
-constexpr int64_t kMinKeysPerSplit = 128;
-constexpr int64_t kMinSelectedKeysPerSplit = 384;
-constexpr int64_t kAttentionBlocksPerSm = 4;  // blocks of attention the grid aims for
+// Attention blocks read at least this many keys (selected keys of a sparse row): more blocks hide
+// latency, each adds a partial result for the last block to merge.
+constexpr int64_t kMinKeysPerSplit = 256;
+constexpr int64_t kMinSelectedKeysPerSplit = 512;
 constexpr int64_t kSelectBlocksPerSm = 2;     // blocks of scoring and filtering the grid aims for
 constexpr int64_t kMaxChunkKeys = 4096;       // units of a scoring block: keys ...
 constexpr int64_t kMaxChunkPages = 1024;      // ... or pages
@@ -74,6 +73,10 @@ cudaError_t OverlapsLaunches(bool* overlap) {
   return cudaSuccess;
 }
 
+// Attention blocks that fit on a multiprocessor at once: the tensor-core kernels of 16-bit caches
+// take about 110 KiB of shared memory each, the fp32 kernel more.
+int64_t AttentionBlocksPerMultiprocessor(DataType type) { return type == DataType::kFloat32 ? 1 : 2; }
+
 Plan MakePlan(const AttentionParams& a, const SparseMethodParams& m, int64_t key_capacity, int multiprocessors,
               void* workspace) {
   Plan plan;
@@ -85,8 +88,7 @@ Plan MakePlan(const AttentionParams& a, const SparseMethodParams& m, int64_t key
   plan.ranks = RanksUnits(m.method);
   args.segments = static_cast<int>(a.batch * a.kv_num_heads);
   args.group = static_cast<int>(a.num_heads / a.kv_num_heads);
-  args.heads_per_tile = detail::AttentionHeadsPerTile(args.group);
-  args.head_tiles = static_cast<int>(CeilDiv(args.group, args.heads_per_tile));
+  args.head_tiles = static_cast<int>(CeilDiv(args.group, detail::kMaxTileHeads));
   args.key_capacity = key_capacity;
   const int64_t D = a.head_size;
   const int64_t segments = args.segments;
@@ -121,7 +123,8 @@ Plan MakePlan(const AttentionParams& a, const SparseMethodParams& m, int64_t key
   while (largest_position >> position_bits) ++position_bits;
   args.hash_shift = static_cast<int>(std::max<int64_t>(0, position_bits - 24));
 
-  // Attention splits: enough blocks to fill the device, at most kListCapacity keys each.
+  // Attention splits: about one wave of blocks over the device; a sparse row's at most
+  // kListCapacity keys each.
   int64_t bound = key_capacity;  // keys a row may attend
   if (plan.selects) {
     const int64_t picks = m.budget <= 1.0f ? static_cast<int64_t>(std::ceil(m.budget * static_cast<float>(key_capacity)))
@@ -136,10 +139,10 @@ Plan MakePlan(const AttentionParams& a, const SparseMethodParams& m, int64_t key
   }
   bound = std::max<int64_t>(1, bound);
   const int64_t tiles = segments * args.head_tiles;
-  const int64_t target = std::max<int64_t>(1, kAttentionBlocksPerSm * multiprocessors / tiles);
+  const int64_t target = std::max<int64_t>(1, AttentionBlocksPerMultiprocessor(a.type) * multiprocessors / tiles);
   const int64_t min_keys = plan.ranks ? kMinSelectedKeysPerSplit : kMinKeysPerSplit;
-  args.splits = static_cast<int>(
-      std::max(CeilDiv(bound, detail::kListCapacity), std::min(CeilDiv(bound, min_keys), target)));
+  args.splits = static_cast<int>(std::max(plan.ranks ? CeilDiv(bound, detail::kListCapacity) : 1,
+                                          std::min(CeilDiv(bound, min_keys), target)));
 
   Carver carve(workspace);
   if (plan.selects) {
@@ -164,7 +167,7 @@ Plan MakePlan(const AttentionParams& a, const SparseMethodParams& m, int64_t key
     args.block_counts = carve.Take<int>(segments * args.chunks);
     args.block_prefix = carve.Take<int>(segments * (args.chunks + 1));
   }
-  const int64_t partials = tiles * args.splits * args.heads_per_tile;
+  const int64_t partials = tiles * args.splits * detail::kMaxTileHeads;
   args.partial_stats = carve.Take<float2>(partials);
   args.partial_sums = carve.Take<float>(partials * D);
   plan.workspace_bytes = carve.used();
@@ -191,7 +194,7 @@ cudaError_t LaunchAttention(const DecodeArgs& args, const LaunchShape& shape) {
 }  // namespace
 
 namespace detail {
-int AttentionHeadsPerTile(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
+int ScoringHeadsPerPass(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
 }  // namespace detail
 
 Status CheckDecodeSupport(const AttentionParams& a, const SparseMethodParams& m, int64_t key_capacity) {

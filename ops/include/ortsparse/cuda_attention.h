@@ -1,6 +1,7 @@
-// CUDA kernels of SparseAttention's decode steps (S = 1) and of the cache and state updates around
-// them, on the plain parameter structs of attention_params.h and sparse_method_params.h. Nothing
-// here includes ONNX Runtime: the op layer fills the structs, tests and benchmarks too.
+// CUDA kernels of SparseAttention's decode steps (S = 1), of its prefill steps (S > 1, at the end)
+// and of the cache and state updates around them, on the plain parameter structs of
+// attention_params.h and sparse_method_params.h. Nothing here includes ONNX Runtime: the op layer
+// fills the structs, tests and benchmarks too.
 //
 // Device memory: every data pointer of the structs (query, caches, output, mask, past_lengths,
 // key_counts, valid_query_rows, raw_query, raw_keys, calibration, method state, rotary tables and
@@ -9,7 +10,7 @@
 // (`key_capacity`, the largest number of keys any sequence may have, and the bounds documented
 // per function) and the kernels read the actual lengths on the device.
 //
-// Limits of these kernels, checked by CheckDecodeSupport: attention type fp16, bf16 or fp32;
+// Limits of the decode kernels, checked by CheckDecodeSupport: attention type fp16, bf16 or fp32;
 // head size D = Dv in {64, 80, 96, 128}; S = 1; no key selection list (AttentionParams::selection);
 // saap with at most kMaxSaapClusters clusters, hash with at most 255 rounds.
 #pragma once
@@ -83,5 +84,45 @@ struct SequenceLengthParams {
 };
 
 cudaError_t LaunchSequenceLengths(const SequenceLengthParams& params, cudaStream_t stream);
+
+// ---- Prefill steps ------------------------------------------------------------------------------
+// Attention of S >= 1 query rows per sequence (usually S > 1) with a tensor-core flash-attention
+// kernel: dense for `dense` and the decode-only methods (their prefill is exact: docs/ops.md,
+// "Methods"), block-sparse for `block` (the block selection runs on the GPU first). The caches
+// and the method state must already hold this step's keys (LaunchKvAppend, LaunchMethodStateUpdate
+// with max_new_keys = S).
+//
+// Limits, checked by CheckPrefillSupport: attention type fp16 or bf16 (fp32 accumulation); head
+// size D = Dv in {64, 80, 96, 128}; no key selection list; rows of the query, the caches and the
+// output at 16-byte boundaries (strides, and the pointers when given); a mask of bool or the
+// attention type; S at most 4,194,240; method dense, block (block_size a multiple of 64, at most
+// kMaxPrefillKeyBlocks key blocks in the capacity) or a decode-only method; not hash or hyper.
+constexpr int64_t kMaxPrefillKeyBlocks = 8192;
+
+Status CheckPrefillSupport(const AttentionParams& attention, const SparseMethodParams& method, int64_t key_capacity);
+
+// Scratch a prefill step needs (0 for a dense one): block means and the kept-block bitmaps.
+size_t PrefillWorkspaceBytes(const AttentionParams& attention, const SparseMethodParams& method,
+                             int64_t key_capacity);
+
+// One prefill step: attention.output for every row of every sequence (rows at or beyond
+// valid_query_rows[b] get zeros). `workspace` holds at least PrefillWorkspaceBytes(...) bytes of
+// device memory in any state (may be null when that is 0). One to three kernels, all on `stream`.
+cudaError_t LaunchPrefill(const AttentionParams& attention, const SparseMethodParams& method, int64_t key_capacity,
+                          void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// Where the block selection of the last LaunchPrefill with these arguments and workspace lies (for
+// tests and benchmarks): key block c (positions [c * block_size, (c + 1) * block_size)) is kept for
+// query block qb (rows [qb * block_size, ...)) of query head h of sequence b iff bit c % 32 of
+//   kept[((b * Hq + h) * query_blocks + qb) * words + c / 32]
+// is set (device memory). All null / 0 unless the method is block.
+struct PrefillBlockSelection {
+  const uint32_t* kept = nullptr;
+  int64_t query_blocks = 0;
+  int64_t key_blocks = 0;
+  int64_t words = 0;
+};
+PrefillBlockSelection DescribePrefillBlockSelection(const AttentionParams& attention, const SparseMethodParams& method,
+                                                    int64_t key_capacity, const void* workspace);
 
 }  // namespace ortsparse::cuda

@@ -81,10 +81,22 @@ struct Results {
   std::vector<double> output, present_key, present_value;
 };
 
-Results RunStep(ExpandedCase& e, const std::string& method, bool cuda) {
+// `hyperplanes`: hyper's method_data_0 ([Hkv, 1, D, L]), empty for the other methods.
+Results RunStep(ExpandedCase& e, const std::string& method, bool cuda, std::vector<float>* hyperplanes = nullptr) {
   Step step;
   step.attributes = Attributes(e, method);
   AddInputs(e, &step);
+  if (hyperplanes != nullptr) {
+    const std::vector<int64_t> shape = {e.attributes.kv_num_heads, 1, static_cast<int64_t>(e.problem.head_size),
+                                        static_cast<int64_t>(hyperplanes->size()) / (e.attributes.kv_num_heads *
+                                                                                     static_cast<int64_t>(e.problem.head_size))};
+    step.inputs.resize(attention::kMethodData0, "");
+    step.inputs.push_back(attention::InputName(attention::kMethodData0));
+    step.graph_inputs.push_back({attention::InputName(attention::kMethodData0), OnnxType(DataType::kFloat32)});
+    const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
+    step.values.push_back(Ort::Value::CreateTensor<float>(cpu, hyperplanes->data(), hyperplanes->size(), shape.data(),
+                                                          shape.size()));
+  }
   const std::vector<std::string> outputs = {"output", "present_key", "present_value"};
   for (const std::string& name : outputs) step.graph_outputs.push_back({name, OnnxType(e.inputs[0].type)});
   Ort::Session session = CreateSession(step, outputs, cuda);
@@ -162,21 +174,118 @@ INSTANTIATE_TEST_SUITE_P(
              (info.param.rotary == RotaryKind::kNone ? "" : "_rotary");
     });
 
-TEST(OrtCudaSessionErrors, PrefillIsNotImplementedYet) {
+// Prefill steps (S > 1): a chunk appended in place to a shared-buffer cache after a past of a
+// different length per sequence (GroupQueryAttention), a right-padded first prompt, and a chunk
+// after a concatenated past (ONNX Attention).
+enum class PrefillKind { kSharedChunk, kPaddedFirstPrompt, kConcatenatedPast };
+
+AttentionCase Prefill(PrefillKind kind, RotaryKind rotary) {
+  AttentionCase c;
+  c.type = DataType::kFloat16;
+  c.batch = 2;
+  c.num_heads = 8;
+  c.kv_num_heads = 2;
+  c.head_size = 128;
+  c.rotary = rotary;
+  switch (kind) {
+    case PrefillKind::kSharedChunk:
+      c.name = "CudaPrefillSharedChunk";
+      c.query_length = 150;
+      c.past_length = 700;
+      c.seqlens_k = {420, 699};  // past 271 and 550
+      c.total_sequence_length = 700;
+      c.shared_buffer = true;
+      break;
+    case PrefillKind::kPaddedFirstPrompt:
+      c.name = "CudaPrefillPaddedFirstPrompt";
+      c.query_length = 300;
+      c.seqlens_k = {299, 180};  // the second prompt has 181 valid rows
+      c.total_sequence_length = 300;
+      break;
+    case PrefillKind::kConcatenatedPast:
+      c.name = "CudaPrefillConcatenatedPast";
+      c.query_length = 130;
+      c.past_length = 237;
+      break;
+  }
+  return c;
+}
+
+struct CudaPrefillCase {
+  PrefillKind kind;
+  RotaryKind rotary;
+  const char* method;
+};
+
+class OrtCudaPrefillTest : public ::testing::TestWithParam<CudaPrefillCase> {};
+
+std::string PrefillCaseName(const ::testing::TestParamInfo<CudaPrefillCase>& info) {
+  static const char* const kKinds[] = {"SharedChunk", "PaddedFirstPrompt", "ConcatenatedPast"};
+  return std::string(info.param.method) + "_" + kKinds[static_cast<int>(info.param.kind)] +
+         (info.param.rotary == RotaryKind::kNone ? "" : "_rotary");
+}
+
+// Dense prefill matches the fp64 reference within the error of a low-precision one; every method
+// matches the CPU provider's result of the same model (block: the same block selection).
+TEST_P(OrtCudaPrefillTest, MatchesTheCpuProviderAndTheReference) {
   SKIP_WITHOUT_CUDA();
-  AttentionCase c = Decode(DataType::kFloat16, RotaryKind::kNone);
-  c.query_length = 4;
-  c.seqlens_k = {300, 599};
-  ExpandedCase e = Expand(c, SeedOf(c));
+  const CudaPrefillCase& p = GetParam();
+  const AttentionCase c = Prefill(p.kind, p.rotary);
+  ExpandedCase cuda_inputs = Expand(c, SeedOf(c));
+  ExpandedCase cpu_inputs = Expand(c, SeedOf(c));
+  const Results gpu = RunStep(cuda_inputs, p.method, /*cuda=*/true);
+  const Results cpu = RunStep(cpu_inputs, p.method, /*cuda=*/false);
+  ExpectMatches("present_key", c.type, gpu.present_key, cpu.present_key, cpu.present_key);
+  ExpectMatches("present_value", c.type, gpu.present_value, cpu.present_value, cpu.present_value);
+  if (std::string(p.method) == "dense") {
+    const ReferenceResult exact = ReferenceAttention(cpu_inputs.problem);
+    const ReferenceResult low = ReferenceAttention(cpu_inputs.problem, [&](double x) { return RoundToType(c.type, x); });
+    ExpectMatches("output", c.type, gpu.output, exact.output, low.output);
+  }
+  double worst = 0.0, scale = 1e-6;
+  for (size_t i = 0; i < cpu.output.size(); ++i) {
+    worst = std::max(worst, std::abs(gpu.output[i] - cpu.output[i]));
+    scale = std::max(scale, std::abs(cpu.output[i]));
+  }
+  EXPECT_LE(worst, 4e-3 * scale) << p.method << ": max |cuda - cpu| " << worst << " of max |cpu| " << scale;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Methods, OrtCudaPrefillTest,
+    ::testing::Values(CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kNone, "dense"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kHalfSplit, "dense"},
+                      CudaPrefillCase{PrefillKind::kPaddedFirstPrompt, RotaryKind::kNone, "dense"},
+                      CudaPrefillCase{PrefillKind::kConcatenatedPast, RotaryKind::kNone, "dense"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kNone, "block"},
+                      CudaPrefillCase{PrefillKind::kPaddedFirstPrompt, RotaryKind::kNone, "block"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kNone, "topk"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kHalfSplit, "quest"},
+                      CudaPrefillCase{PrefillKind::kConcatenatedPast, RotaryKind::kNone, "streaming"}),
+    PrefillCaseName);
+
+// What CUDA prefill does not run is refused with ORT_NOT_IMPLEMENTED and a message that says so.
+void ExpectNotImplemented(ExpandedCase& e, const std::string& method, const std::string& text,
+                          std::vector<float>* hyperplanes = nullptr) {
   try {
-    RunStep(e, "dense", /*cuda=*/true);
-    FAIL() << "a prefill step ran on CUDA";
+    RunStep(e, method, /*cuda=*/true, hyperplanes);
+    FAIL() << method << " prefill ran on CUDA";
   } catch (const Ort::Exception& error) {
     EXPECT_EQ(error.GetOrtErrorCode(), ORT_NOT_IMPLEMENTED) << error.what();
-    EXPECT_NE(std::string(error.what()).find("runs decode steps (sequence length 1) for now; got sequence length 4"),
-              std::string::npos)
-        << error.what();
+    EXPECT_NE(std::string(error.what()).find(text), std::string::npos) << error.what();
   }
+}
+
+TEST(OrtCudaSessionErrors, PrefillOfHyperAndFloat32IsNotImplemented) {
+  SKIP_WITHOUT_CUDA();
+  AttentionCase c = Prefill(PrefillKind::kSharedChunk, RotaryKind::kNone);
+  ExpandedCase e = Expand(c, SeedOf(c));
+  std::vector<float> hyperplanes(c.kv_num_heads * c.head_size * 8);
+  for (size_t i = 0; i < hyperplanes.size(); ++i) hyperplanes[i] = static_cast<float>((i * 37) % 11) - 5.0f;
+  ExpectNotImplemented(e, "hyper", "method hyper has no CUDA prefill yet", &hyperplanes);
+  c.type = DataType::kFloat32;
+  c.name = "CudaPrefillFloat32";
+  ExpandedCase fp32 = Expand(c, SeedOf(c));
+  ExpectNotImplemented(fp32, "dense", "float32");
 }
 
 }  // namespace

@@ -1,0 +1,10 @@
+// The prefill attention kernel for fp16 inputs (one file per type: they compile in parallel).
+#include "attention/cuda/prefill_attention.cuh"
+
+namespace ortsparse::cuda::prefill {
+
+cudaError_t LaunchPrefillAttentionFp16(const AttentionArgs& args, int row_tiles, cudaStream_t stream) {
+  return LaunchPrefillAttentionOf<__half>(args, row_tiles, stream);
+}
+
+}  // namespace ortsparse::cuda::prefill
