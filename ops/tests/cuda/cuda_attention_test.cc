@@ -25,6 +25,7 @@
 #include "attention/cpu/kv_cache.h"
 #include "attention/cpu/rotary.h"
 #include "attention/cpu/sparse_methods.h"
+#include "device_buffer.h"
 #include "ortsparse/cuda_attention.h"
 #include "ortsparse/float16.h"
 
@@ -99,41 +100,6 @@ std::vector<float> Decode(DataType type, const std::vector<unsigned char>& bytes
   return values;
 }
 
-// ---- device memory -----------------------------------------------------------------------------
-
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) { Allocate(bytes); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() {
-    if (data_ != nullptr) cudaFree(data_);
-  }
-  void Allocate(size_t bytes) {
-    if (data_ != nullptr) cudaFree(data_);
-    data_ = nullptr;
-    bytes_ = bytes;
-    if (bytes > 0 && cudaMalloc(&data_, bytes) != cudaSuccess) data_ = nullptr;
-  }
-  template <typename T>
-  void Upload(const std::vector<T>& host) {
-    Allocate(host.size() * sizeof(T));
-    if (!host.empty()) cudaMemcpy(data_, host.data(), bytes_, cudaMemcpyHostToDevice);
-  }
-  template <typename T>
-  std::vector<T> Download() const {
-    std::vector<T> host(bytes_ / sizeof(T));
-    if (!host.empty()) cudaMemcpy(host.data(), data_, bytes_, cudaMemcpyDeviceToHost);
-    return host;
-  }
-  void* get() const { return data_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
 
 // ---- a decode step -----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@
 #include "attention/cpu/exact_attention.h"
 #include "attention/cpu/key_selection.h"
 #include "attention/cpu/sparse_methods.h"
+#include "device_buffer.h"
 #include "ortsparse/cuda_attention.h"
 #include "ortsparse/float16.h"
 
@@ -108,38 +109,6 @@ std::vector<float> Decode(DataType type, const std::vector<uint16_t>& bits) {
   return values;
 }
 
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() {
-    if (data_ != nullptr) cudaFree(data_);
-  }
-  void Allocate(size_t bytes) {
-    if (data_ != nullptr) cudaFree(data_);
-    data_ = nullptr;
-    bytes_ = bytes;
-    if (bytes > 0 && cudaMalloc(&data_, bytes) != cudaSuccess) data_ = nullptr;
-  }
-  template <typename T>
-  void Upload(const std::vector<T>& host) {
-    Allocate(host.size() * sizeof(T));
-    if (!host.empty()) cudaMemcpy(data_, host.data(), bytes_, cudaMemcpyHostToDevice);
-  }
-  template <typename T>
-  std::vector<T> Download() const {
-    std::vector<T> host(bytes_ / sizeof(T));
-    if (!host.empty()) cudaMemcpy(host.data(), data_, bytes_, cudaMemcpyDeviceToHost);
-    return host;
-  }
-  void* get() const { return data_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
 
 // ---- a prefill step ----------------------------------------------------------------------------
 
