@@ -34,6 +34,11 @@ ONNXTensorElementDataType OrtType(DataType type) {
   return static_cast<ONNXTensorElementDataType>(OnnxType(type));  // the enums share their values
 }
 
+std::string StepModel(const Step& step, const std::vector<std::string>& outputs) {
+  return WriteSingleNodeModel({"SparseAttention", "com.ortsparse", step.inputs, outputs, step.attributes},
+                              step.graph_inputs, step.graph_outputs);
+}
+
 void AddInputs(ExpandedCase& e, Step* step) {
   const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
   for (int index = 0; index <= attention::kAttentionMask; ++index) {

@@ -29,6 +29,10 @@ struct Step {
   std::vector<Ort::Value> values;  // bound to graph_inputs, in order
 };
 
+// The serialized one-node SparseAttention model of `step` with the node outputs `outputs` ("" for
+// outputs left out).
+std::string StepModel(const Step& step, const std::vector<std::string>& outputs);
+
 // Graph inputs and values for every input the expanded case has, over its buffers.
 void AddInputs(ExpandedCase& e, Step* step);
 

@@ -68,8 +68,7 @@ void RemoveAttribute(std::vector<OnnxAttribute>& attributes, const std::string& 
 }
 
 Ort::Session CreateSession(const Step& step, const std::vector<std::string>& outputs) {
-  const std::string model = WriteSingleNodeModel({"SparseAttention", "com.ortsparse", step.inputs, outputs, step.attributes},
-                                                 step.graph_inputs, step.graph_outputs);
+  const std::string model = StepModel(step, outputs);
   Ort::SessionOptions options;
   options.SetIntraOpNumThreads(2);
   options.RegisterCustomOpsLibrary(ORTSPARSE_OPS_LIBRARY);

@@ -25,7 +25,7 @@
 #include "attention/cpu/kv_cache.h"
 #include "attention/cpu/rotary.h"
 #include "attention/cpu/sparse_methods.h"
-#include "device_buffer.h"
+#include "cuda_test_support.h"
 #include "ortsparse/cuda_attention.h"
 #include "ortsparse/float16.h"
 
@@ -39,66 +39,6 @@ bool HasCudaDevice() {
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
 
-// ---- storage types on the host -----------------------------------------------------------------
-
-uint16_t FloatToBfloat16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
-  return static_cast<uint16_t>(bits >> 16);
-}
-float Bfloat16ToFloat(uint16_t value) {
-  const uint32_t bits = static_cast<uint32_t>(value) << 16;
-  float result;
-  std::memcpy(&result, &bits, 4);
-  return result;
-}
-
-float RoundTo(DataType type, float value) {
-  switch (type) {
-    case DataType::kFloat16: return HalfToFloat(FloatToHalf(value));
-    case DataType::kBFloat16: return Bfloat16ToFloat(FloatToBfloat16(value));
-    default: return value;
-  }
-}
-
-// fp32 values (already representable) as the bytes of `type`.
-std::vector<unsigned char> Encode(DataType type, const std::vector<float>& values) {
-  const size_t element = static_cast<size_t>(DataTypeSize(type));
-  std::vector<unsigned char> bytes(values.size() * element);
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (type == DataType::kFloat16) {
-      const Float16 h = FloatToHalf(values[i]);
-      std::memcpy(&bytes[2 * i], &h, 2);
-    } else if (type == DataType::kBFloat16) {
-      const uint16_t h = FloatToBfloat16(values[i]);
-      std::memcpy(&bytes[2 * i], &h, 2);
-    } else {
-      std::memcpy(&bytes[4 * i], &values[i], 4);
-    }
-  }
-  return bytes;
-}
-
-std::vector<float> Decode(DataType type, const std::vector<unsigned char>& bytes) {
-  const size_t element = static_cast<size_t>(DataTypeSize(type));
-  std::vector<float> values(bytes.size() / element);
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (type == DataType::kFloat16) {
-      Float16 h;
-      std::memcpy(&h, &bytes[2 * i], 2);
-      values[i] = HalfToFloat(h);
-    } else if (type == DataType::kBFloat16) {
-      uint16_t h;
-      std::memcpy(&h, &bytes[2 * i], 2);
-      values[i] = Bfloat16ToFloat(h);
-    } else {
-      std::memcpy(&values[i], &bytes[4 * i], 4);
-    }
-  }
-  return values;
-}
 
 
 // ---- a decode step -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@
 #include "attention/cpu/exact_attention.h"
 #include "attention/cpu/key_selection.h"
 #include "attention/cpu/sparse_methods.h"
-#include "device_buffer.h"
+#include "cuda_test_support.h"
 #include "ortsparse/cuda_attention.h"
 #include "ortsparse/float16.h"
 
@@ -62,52 +62,6 @@ ParallelRunner Threads() {
   return runner;
 }
 
-// ---- storage types on the host -----------------------------------------------------------------
-
-uint16_t FloatToBfloat16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
-  return static_cast<uint16_t>(bits >> 16);
-}
-float Bfloat16ToFloat(uint16_t value) {
-  const uint32_t bits = static_cast<uint32_t>(value) << 16;
-  float result;
-  std::memcpy(&result, &bits, 4);
-  return result;
-}
-
-float RoundTo(DataType type, float value) {
-  return type == DataType::kFloat16 ? HalfToFloat(FloatToHalf(value)) : Bfloat16ToFloat(FloatToBfloat16(value));
-}
-
-std::vector<uint16_t> Encode(DataType type, const std::vector<float>& values) {
-  std::vector<uint16_t> bits(values.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (type == DataType::kFloat16) {
-      const Float16 h = FloatToHalf(values[i]);
-      std::memcpy(&bits[i], &h, 2);
-    } else {
-      bits[i] = FloatToBfloat16(values[i]);
-    }
-  }
-  return bits;
-}
-
-std::vector<float> Decode(DataType type, const std::vector<uint16_t>& bits) {
-  std::vector<float> values(bits.size());
-  for (size_t i = 0; i < bits.size(); ++i) {
-    if (type == DataType::kFloat16) {
-      Float16 h;
-      std::memcpy(&h, &bits[i], 2);
-      values[i] = HalfToFloat(h);
-    } else {
-      values[i] = Bfloat16ToFloat(bits[i]);
-    }
-  }
-  return values;
-}
 
 
 // ---- a prefill step ----------------------------------------------------------------------------
@@ -307,7 +261,7 @@ void RunPrefillCase(const PrefillCase& c) {
   cudaMemset(s.d_workspace.get(), 0x5a, s.d_workspace.bytes());  // whatever the workspace held before
   ASSERT_CUDA(cuda::LaunchPrefill(a, m, T, s.d_workspace.get(), workspace_bytes, nullptr));
   ASSERT_CUDA(cudaDeviceSynchronize());
-  const std::vector<float> gpu_output = Decode(c.type, s.d_output.Download<uint16_t>());
+  const std::vector<float> gpu_output = Decode(c.type, s.d_output.Download<unsigned char>());
 
   // The GPU's block selection against the CPU's, and as the reference's key selection.
   std::vector<int64_t> span_offsets = {0};

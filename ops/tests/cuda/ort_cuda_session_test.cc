@@ -56,8 +56,7 @@ const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new OrtCuda
   if (!OrtCudaEnvironment::skip_reason.empty()) GTEST_SKIP() << OrtCudaEnvironment::skip_reason
 
 Ort::Session CreateSession(const Step& step, const std::vector<std::string>& outputs, bool cuda) {
-  const std::string model = WriteSingleNodeModel({"SparseAttention", "com.ortsparse", step.inputs, outputs, step.attributes},
-                                                 step.graph_inputs, step.graph_outputs);
+  const std::string model = StepModel(step, outputs);
   Ort::SessionOptions options;
   options.RegisterCustomOpsLibrary(ORTSPARSE_OPS_LIBRARY);
   if (cuda) {
@@ -125,6 +124,30 @@ AttentionCase Decode(DataType type, RotaryKind rotary) {
   return c;
 }
 
+// Runs case `c` with `method` on both providers: the caches match the CPU provider's, dense matches
+// the fp64 reference within the error of a low-precision one, and every method's output matches the
+// CPU provider's (same selection; the sums run in a different order).
+void ExpectCudaMatchesCpu(const AttentionCase& c, const char* method) {
+  ExpandedCase cuda_inputs = Expand(c, SeedOf(c));
+  ExpandedCase cpu_inputs = Expand(c, SeedOf(c));
+  const Results gpu = RunStep(cuda_inputs, method, /*cuda=*/true);
+  const Results cpu = RunStep(cpu_inputs, method, /*cuda=*/false);
+  ExpectMatches("present_key", c.type, gpu.present_key, cpu.present_key, cpu.present_key);
+  ExpectMatches("present_value", c.type, gpu.present_value, cpu.present_value, cpu.present_value);
+  if (std::string(method) == "dense") {
+    const ReferenceResult exact = ReferenceAttention(cpu_inputs.problem);
+    const ReferenceResult low = ReferenceAttention(cpu_inputs.problem, [&](double x) { return RoundToType(c.type, x); });
+    ExpectMatches("output", c.type, gpu.output, exact.output, low.output);
+  }
+  const double tolerance = c.type == DataType::kFloat32 ? 1e-4 : 4e-3;
+  double worst = 0.0, scale = 1e-6;
+  for (size_t i = 0; i < cpu.output.size(); ++i) {
+    worst = std::max(worst, std::abs(gpu.output[i] - cpu.output[i]));
+    scale = std::max(scale, std::abs(cpu.output[i]));
+  }
+  EXPECT_LE(worst, tolerance * scale) << method << ": max |cuda - cpu| " << worst << " of max |cpu| " << scale;
+}
+
 struct CudaCase {
   DataType type;
   RotaryKind rotary;
@@ -138,26 +161,7 @@ class OrtCudaSessionTest : public ::testing::TestWithParam<CudaCase> {};
 TEST_P(OrtCudaSessionTest, MatchesTheCpuProviderAndTheReference) {
   SKIP_WITHOUT_CUDA();
   const CudaCase& p = GetParam();
-  const AttentionCase c = Decode(p.type, p.rotary);
-  ExpandedCase cuda_inputs = Expand(c, SeedOf(c));
-  ExpandedCase cpu_inputs = Expand(c, SeedOf(c));
-  const Results gpu = RunStep(cuda_inputs, p.method, /*cuda=*/true);
-  const Results cpu = RunStep(cpu_inputs, p.method, /*cuda=*/false);
-  ExpectMatches("present_key", c.type, gpu.present_key, cpu.present_key, cpu.present_key);
-  ExpectMatches("present_value", c.type, gpu.present_value, cpu.present_value, cpu.present_value);
-  if (std::string(p.method) == "dense") {
-    const ReferenceResult exact = ReferenceAttention(cpu_inputs.problem);
-    const ReferenceResult low = ReferenceAttention(cpu_inputs.problem, [&](double x) { return RoundToType(c.type, x); });
-    ExpectMatches("output", c.type, gpu.output, exact.output, low.output);
-  }
-  // Same selection on both providers; the sums run in a different order.
-  const double tolerance = c.type == DataType::kFloat32 ? 1e-4 : 4e-3;
-  double worst = 0.0, scale = 1e-6;
-  for (size_t i = 0; i < cpu.output.size(); ++i) {
-    worst = std::max(worst, std::abs(gpu.output[i] - cpu.output[i]));
-    scale = std::max(scale, std::abs(cpu.output[i]));
-  }
-  EXPECT_LE(worst, tolerance * scale) << p.method << ": max |cuda - cpu| " << worst << " of max |cpu| " << scale;
+  ExpectCudaMatchesCpu(Decode(p.type, p.rotary), p.method);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -230,24 +234,7 @@ std::string PrefillCaseName(const ::testing::TestParamInfo<CudaPrefillCase>& inf
 TEST_P(OrtCudaPrefillTest, MatchesTheCpuProviderAndTheReference) {
   SKIP_WITHOUT_CUDA();
   const CudaPrefillCase& p = GetParam();
-  const AttentionCase c = Prefill(p.kind, p.rotary);
-  ExpandedCase cuda_inputs = Expand(c, SeedOf(c));
-  ExpandedCase cpu_inputs = Expand(c, SeedOf(c));
-  const Results gpu = RunStep(cuda_inputs, p.method, /*cuda=*/true);
-  const Results cpu = RunStep(cpu_inputs, p.method, /*cuda=*/false);
-  ExpectMatches("present_key", c.type, gpu.present_key, cpu.present_key, cpu.present_key);
-  ExpectMatches("present_value", c.type, gpu.present_value, cpu.present_value, cpu.present_value);
-  if (std::string(p.method) == "dense") {
-    const ReferenceResult exact = ReferenceAttention(cpu_inputs.problem);
-    const ReferenceResult low = ReferenceAttention(cpu_inputs.problem, [&](double x) { return RoundToType(c.type, x); });
-    ExpectMatches("output", c.type, gpu.output, exact.output, low.output);
-  }
-  double worst = 0.0, scale = 1e-6;
-  for (size_t i = 0; i < cpu.output.size(); ++i) {
-    worst = std::max(worst, std::abs(gpu.output[i] - cpu.output[i]));
-    scale = std::max(scale, std::abs(cpu.output[i]));
-  }
-  EXPECT_LE(worst, 4e-3 * scale) << p.method << ": max |cuda - cpu| " << worst << " of max |cpu| " << scale;
+  ExpectCudaMatchesCpu(Prefill(p.kind, p.rotary), p.method);
 }
 
 INSTANTIATE_TEST_SUITE_P(
