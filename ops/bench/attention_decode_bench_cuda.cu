@@ -11,7 +11,9 @@
 // that makes, the recall (softmax mass of the attended keys, from an exact dense score pass,
 // averaged over query heads), the needles attended, and the output's error relative to dense.
 //   attention_decode_bench_cuda [--contexts 4096,...] [--batches 1,8] [--budget 0.0625]
-//                               [--methods dense,topk,...] [--steps 50]
+//                               [--methods dense,topk,...] [--steps 50] [--page-size 16]
+//                               [--rank 32] [--csv FILE]
+// (--csv appends device,batch,context,method,ms,bytes_read,recall,rel_error rows.)
 // (--methods without dense leaves the speed-up and error columns empty.)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -36,7 +38,6 @@ using ortsparse::SparseMethodParams;
 constexpr int kHeads = 32, kKvHeads = 8, kHeadSize = 128, kGroup = kHeads / kKvHeads;
 constexpr int kNeedles = 8;
 constexpr int kHashRounds = 2, kHashHalfBuckets = 8;  // 16 buckets, as the CLI bench
-constexpr int kLokiRank = kHeadSize / 4;
 
 #define CHECK_CUDA(expression)                                                                   \
   do {                                                                                           \
@@ -320,11 +321,18 @@ void Generate(Problem& p, uint64_t seed) {
 }
 
 // The method's parameters with the op's defaults, and its state built from the whole cache.
-SparseMethodParams Prepare(const Problem& p, SparseMethod method, float budget, Device<unsigned char>* state) {
+struct Settings {
+  float budget = 0.0625f;
+  int64_t page_size = 16;
+  int64_t rank = kHeadSize / 4;
+};
+
+SparseMethodParams Prepare(const Problem& p, SparseMethod method, const Settings& settings, Device<unsigned char>* state) {
   SparseMethodParams m;
   m.method = method;
-  m.budget = budget;
-  m.rank = kLokiRank;
+  m.budget = settings.budget;
+  m.rank = settings.rank;
+  m.page_size = settings.page_size;
   m.raw_query = p.query.get();
   m.raw_query_strides[0] = m.raw_query_strides[1] = kHeads * kHeadSize;
   m.raw_query_strides[2] = kHeadSize;
@@ -345,7 +353,7 @@ SparseMethodParams Prepare(const Problem& p, SparseMethod method, float budget, 
       width = 2 * kHeadSize;
       element = 2;
       break;
-    case SparseMethod::kLoki: width = kLokiRank; element = 2; break;
+    case SparseMethod::kLoki: width = m.rank; element = 2; break;
     case SparseMethod::kSaap: width = 1; break;
     case SparseMethod::kHash: width = kHashRounds; break;
     default: return m;
@@ -362,14 +370,15 @@ SparseMethodParams Prepare(const Problem& p, SparseMethod method, float budget, 
 }
 
 // Bytes a step reads: what the method scores, the keys and values it attends, the state of saap.
-double BytesRead(const Problem& p, SparseMethod method, int64_t attended_keys) {
+double BytesRead(const Problem& p, const SparseMethodParams& m, int64_t attended_keys) {
+  const SparseMethod method = m.method;
   const double kv_row = 2.0 * kHeadSize * sizeof(__half);
   const double keys = static_cast<double>(p.batch) * kKvHeads * p.length;
   double scored = 0.0;
   switch (method) {
     case SparseMethod::kTopK: scored = keys * kHeadSize * 2; break;
-    case SparseMethod::kQuest: scored = keys / 16 * 2 * kHeadSize * 2; break;
-    case SparseMethod::kLoki: scored = keys * kLokiRank * 2; break;
+    case SparseMethod::kQuest: scored = keys / m.page_size * 2 * kHeadSize * 2; break;
+    case SparseMethod::kLoki: scored = keys * m.rank * 2; break;
     case SparseMethod::kSaap:  // cluster ids twice, the classifier of every query head
       scored = keys * 4 * 2 + static_cast<double>(p.batch) * kHeads * (kHeadSize * 2 * kHeadSize + (2 * kHeadSize + 1) * p.clusters) * 4;
       break;
@@ -453,13 +462,17 @@ int main(int argc, char** argv) {
   std::vector<int64_t> contexts = {4096, 16384, 32768, 65536, 131072, 262144, 524288};
   std::vector<int64_t> batches = {1, 8};
   std::vector<std::string> methods;
-  float budget = 0.0625f;
+  Settings settings;
+  const char* csv_path = nullptr;
   int steps = 50;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--contexts") contexts = ParseList(argv[i + 1]);
     else if (flag == "--batches") batches = ParseList(argv[i + 1]);
-    else if (flag == "--budget") budget = std::strtof(argv[i + 1], nullptr);
+    else if (flag == "--budget") settings.budget = std::strtof(argv[i + 1], nullptr);
+    else if (flag == "--page-size") settings.page_size = std::atoll(argv[i + 1]);
+    else if (flag == "--rank") settings.rank = std::atoll(argv[i + 1]);
+    else if (flag == "--csv") csv_path = argv[i + 1];
     else if (flag == "--steps") steps = std::atoi(argv[i + 1]);
     else if (flag == "--methods") {
       for (const char* p = argv[i + 1]; *p != '\0';) {
@@ -475,9 +488,21 @@ int main(int argc, char** argv) {
   cudaDeviceProp properties;
   CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
   std::printf("CUDA decode step, fp16, Hq=%d Hkv=%d D=%d, budget %g (sink 4, window 64, dense_below 1024), "
-              "quest page 16, loki rank %d, saap T/32 clusters (<= 1024) x %d hidden, hash %d rounds x %d buckets; %s\n",
-              kHeads, kKvHeads, kHeadSize, budget, kLokiRank, 2 * kHeadSize, kHashRounds, 2 * kHashHalfBuckets,
-              properties.name);
+              "quest page %lld, loki rank %lld, saap T/32 clusters (<= 1024) x %d hidden, hash %d rounds x %d buckets; %s\n",
+              kHeads, kKvHeads, kHeadSize, settings.budget, static_cast<long long>(settings.page_size),
+              static_cast<long long>(settings.rank), 2 * kHeadSize, kHashRounds, 2 * kHashHalfBuckets, properties.name);
+  FILE* csv = nullptr;
+  if (csv_path != nullptr) {
+    FILE* existing = std::fopen(csv_path, "r");
+    const bool fresh = existing == nullptr;
+    if (existing != nullptr) std::fclose(existing);
+    csv = std::fopen(csv_path, "a");
+    if (csv == nullptr) {
+      std::fprintf(stderr, "cannot open %s for appending\n", csv_path);
+      return 1;
+    }
+    if (fresh) std::fprintf(csv, "device,batch,context,method,ms,bytes_read,recall,rel_error\n");
+  }
   std::printf("%5s %8s %-10s %10s %10s %8s %10s %8s %8s %8s %10s\n", "batch", "context", "method", "ms", "graph ms",
               "vs dense", "MB read", "GB/s", "recall", "needles", "rel error");
   for (int64_t batch : batches) {
@@ -498,7 +523,7 @@ int main(int argc, char** argv) {
         const bool named = methods.empty() || std::find(methods.begin(), methods.end(), method.name) != methods.end();
         if (!named) continue;
         Device<unsigned char> state;
-        const SparseMethodParams m = Prepare(p, method.method, budget, &state);
+        const SparseMethodParams m = Prepare(p, method.method, settings, &state);
         const size_t bytes = ortsparse::cuda::SparseDecodeWorkspaceBytes(a, m, length);
         if (bytes == 0) {
           std::fprintf(stderr, "%s: %s\n", method.name, ortsparse::cuda::CheckDecodeSupport(a, m, length).message().c_str());
@@ -535,15 +560,21 @@ int main(int argc, char** argv) {
           error = std::max(error, std::abs(static_cast<double>(output[i]) - dense_output[i]));
           scale = std::max(scale, std::abs(static_cast<double>(dense_output[i])));
         }
-        const double read = BytesRead(p, method.method, attended);
+        const double read = BytesRead(p, m, attended);
         std::printf("%5lld %8lld %-10s %10.4f %10.4f %7.2fx %10.1f %8.0f %8.4f %8s %10.2e\n",
                     static_cast<long long>(batch), static_cast<long long>(length), method.name, ms, graph_ms,
                     dense_ms / ms, read / 1e6, read / (ms * 1e-3) / 1e9, mean_recall,
                     needles > 0 ? (std::to_string(needles_found) + "/" + std::to_string(needles)).c_str() : "-",
                     error / std::max(scale, 1e-30));
         std::fflush(stdout);
+        if (csv != nullptr) {
+          std::fprintf(csv, "%s,%lld,%lld,%s,%.5f,%.0f,%.4f,%.3e\n", properties.name, static_cast<long long>(batch),
+                       static_cast<long long>(length), method.name, ms, read, mean_recall, error / std::max(scale, 1e-30));
+          std::fflush(csv);
+        }
       }
     }
   }
+  if (csv != nullptr) std::fclose(csv);
   return 0;
 }

@@ -42,9 +42,15 @@ __device__ __forceinline__ KeyList KeyListOf(const DecodeArgs& args, const Decod
   return list;
 }
 
-// Writes the positions of list entries [first, first + count) to positions[0, count).
+// Bitmap words ListPositions counts at a time (its scratch: that many ints and 33 more).
+constexpr int kListWindowWords = 2048;
+
+// Writes the positions of list entries [first, first + count) to positions[0, count). Every thread
+// of the block takes part: the middle entries are found window by window of the bitmap (popcounts
+// and their block-wide prefix in `scratch`), each entry's word by binary search over that prefix and
+// its bit by __fns, so the work is balanced whatever the runs of selected keys look like.
 __device__ inline void ListPositions(const DecodeArgs& args, const KeyList& list, int segment, int first, int count,
-                                     int* positions, int* found_block) {
+                                     int* positions, int* found_block, int* scratch) {
   for (int i = threadIdx.x; i < count; i += blockDim.x) {
     const int v = first + i;
     if (v < list.first_count) {
@@ -65,47 +71,48 @@ __device__ inline void ListPositions(const DecodeArgs& args, const KeyList& list
     if (__ldcg(&prefix[c]) <= j_begin) atomicMax(found_block, c);
   }
   __syncthreads();
-  if (threadIdx.x >= 32) return;
   const int block = *found_block;
-  const int lane = threadIdx.x;
   const uint32_t* bitmap = args.bitmap + segment * args.bitmap_words;
+  int* word_prefix = scratch;  // inclusive count of selected keys up to each word of the window
+  int* reduce = scratch + kListWindowWords;
   int64_t word = block * args.chunk_positions / 32;
-  int skip = j_begin - __ldcg(&prefix[block]);  // selected keys of the block before j_begin
-  int written = 0;
-  int* out = positions + (list.first_count + j_begin - first);
-  const int wanted = j_end - j_begin;
-  // 128 words (4 per lane) at a time, in position order.
-  while (written < wanted && word < args.bitmap_words) {
-    const int64_t lane_word = word + 4 * lane;
-    uint4 bits = make_uint4(0, 0, 0, 0);
-    if (lane_word < args.bitmap_words) bits = __ldcg(reinterpret_cast<const uint4*>(bitmap + lane_word));
-    const uint32_t words[4] = {bits.x, bits.y, bits.z, bits.w};
-    const int mine = __popc(words[0]) + __popc(words[1]) + __popc(words[2]) + __popc(words[3]);
-    const int inclusive = WarpInclusiveSum(mine);
-    const int total = __shfl_sync(kFullWarp, inclusive, 31);
-    int rank = inclusive - mine - skip;  // of this lane's first bit among the keys still wanted
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      uint32_t remaining = words[w];
-      while (remaining != 0) {
-        const int bit = __ffs(remaining) - 1;
-        remaining &= remaining - 1;
-        const int index = written + rank;
-        if (rank >= 0 && index < wanted) out[index] = static_cast<int>((lane_word + w) * 32 + bit);
-        ++rank;
-      }
+  int base = __ldcg(&prefix[block]);  // selected keys before `word`
+  while (base < j_end && word < args.bitmap_words) {
+    const int words = static_cast<int>(Smaller<int64_t>(kListWindowWords, args.bitmap_words - word));
+    const int per_thread = (words + blockDim.x - 1) / blockDim.x;
+    const int own = threadIdx.x * per_thread;
+    int mine = 0;
+    for (int k = 0; k < per_thread && own + k < words; ++k) {
+      mine += __popc(__ldcg(&bitmap[word + own + k]));
+      word_prefix[own + k] = mine;
     }
-    const int used = Larger(0, total - skip);
-    written += used;
-    skip = Larger(0, skip - total);
-    word += 128;
+    int total = 0;
+    const int before = BlockExclusiveSum(mine, reduce, &total);
+    for (int k = 0; k < per_thread && own + k < words; ++k) word_prefix[own + k] += before;
+    __syncthreads();
+    const int end = Smaller(j_end, base + total);
+    for (int j = Larger(j_begin, base) + threadIdx.x; j < end; j += blockDim.x) {
+      const int rank = j - base;  // among the window's selected keys
+      int low = 0, high = words - 1;  // the first word whose inclusive count exceeds rank
+      while (low < high) {
+        const int middle = (low + high) / 2;
+        if (word_prefix[middle] > rank) high = middle;
+        else low = middle + 1;
+      }
+      const int earlier = low == 0 ? 0 : word_prefix[low - 1];
+      const uint32_t bits = __ldcg(&bitmap[word + low]);
+      positions[list.first_count + j - first] = static_cast<int>((word + low) * 32 + __fns(bits, 0, rank - earlier + 1));
+    }
+    base += total;
+    word += words;
+    __syncthreads();  // the window's prefix is read before the next one overwrites it
   }
 }
 
 // Shared memory of a block: each warp's ring of kStages tiles, a tile being kTileKeys key rows then
 // kTileKeys value rows, each row padded by 16 bytes (conflict-free ldmatrix). After the loop the
 // same memory holds the warps' partial sums, then the final merge's split weights (kMaxSplits at a
-// time).
+// time); before the loop, the listing's scratch.
 template <typename T, int D>
 struct AttentionGeometry {
   static constexpr int kVec = kChunkElements<T>;
@@ -117,7 +124,8 @@ struct AttentionGeometry {
   static constexpr int kRingBytes = kAttentionWarps * kWarpBytes;
   static constexpr int kMergeBytes = kAttentionWarps * kMaxTileHeads * D * 4;
   static constexpr int kFinalBytes = kMaxTileHeads * kMaxSplits * 4;
-  static constexpr int kSharedBytes = Larger(kRingBytes, Larger(kMergeBytes, kFinalBytes));
+  static constexpr int kListBytes = (kListWindowWords + 33) * 4;
+  static constexpr int kSharedBytes = Larger(Larger(kRingBytes, kListBytes), Larger(kMergeBytes, kFinalBytes));
 };
 
 template <typename T, int D, bool kWide>
@@ -191,8 +199,9 @@ __global__ void __launch_bounds__(kAttentionThreads, sizeof(T) == 2 ? 2 : 1) Dec
   unsigned char* ring = shared + warp * G::kWarpBytes;
   // A sparse row's share (at most kListCapacity keys: the plan's splits) is listed first; a dense
   // row's keys are its two ranges.
-  if (row.ranked) {
-    ListPositions(args, list, segment, list_begin, list_end - list_begin, positions, &found_block);
+  if (row.ranked) {  // the ring is free until the first copies: it holds the listing's scratch
+    ListPositions(args, list, segment, list_begin, list_end - list_begin, positions, &found_block,
+                  reinterpret_cast<int*>(shared));
     __syncthreads();
   }
 

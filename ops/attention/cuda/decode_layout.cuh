@@ -27,7 +27,7 @@ enum class UnitKind : int { kNone, kKey, kPage, kCluster };
 constexpr int kDigitBits = 11;
 constexpr int kBins = 1 << kDigitBits;
 constexpr int kListCapacity = 1024;  // positions an attention block of a sparse row lists: its share
-constexpr int kResolveCapacity = 512;  // candidates the last block ranks pairwise
+constexpr int kResolveCapacity = 128;  // candidates the last block ranks pairwise (O(n^2) work)
 constexpr int kSelectThreads = 256;    // threads of the prepare, scoring and filter kernels
 constexpr int kAttentionThreads = 128;  // 4 warps, each streaming its own tiles of keys
 constexpr int kTileKeys = 16;           // keys of one attention tile

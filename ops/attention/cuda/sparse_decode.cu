@@ -22,7 +22,7 @@ constexpr const char* kOp = "SparseAttention (CUDA decode): ";
 // Attention blocks read at least this many keys (selected keys of a sparse row): more blocks hide
 // latency, each adds a partial result for the last block to merge.
 constexpr int64_t kMinKeysPerSplit = 256;
-constexpr int64_t kMinSelectedKeysPerSplit = 512;
+constexpr int64_t kMinSelectedKeysPerSplit = 128;
 constexpr int64_t kSelectBlocksPerSm = 2;     // blocks of scoring and filtering the grid aims for
 constexpr int64_t kMaxChunkKeys = 4096;       // units of a scoring block: keys ...
 constexpr int64_t kMaxChunkPages = 1024;      // ... or pages
