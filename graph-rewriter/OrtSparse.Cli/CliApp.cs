@@ -35,6 +35,9 @@ public static class CliApp
                           [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16]
                           [--steps N] [--warmup N] [--threads N] [--json] [--compare-onnxruntime]
                                              time a decode step of every method against dense
+          plot DATA.csv -o OUT.png --x COLUMN --y COLUMN [--series COLUMN] [--where COLUMN=VALUE ...]
+               [--log-x] [--log-y] [--baseline SERIES ...] [--title TEXT] [--x-label TEXT] [--y-label TEXT]
+                                             draw a PNG line plot of CSV columns (latency vs context, ...)
 
         Run 'ortsparse COMMAND --help' for a command's details.
         """;
@@ -62,7 +65,8 @@ public static class CliApp
                 "bench" => BenchCommand.Run(rest, stdout, stderr),
                 "calibrate" => CalibrateCommand.Run(rest, stdout, stderr),
                 "capture" => CaptureCommand.Run(rest, stdout, stderr),
-                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, bench)"),
+                "plot" => PlotCommand.Run(rest, stdout),
+                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, capture, bench, plot)"),
             };
         }
         catch (UsageException e)

@@ -11,11 +11,12 @@ internal static class ModelFiles
     /// <param name="input">The input model.</param>
     /// <param name="output">A file the command writes.</param>
     /// <param name="written">How the message names <paramref name="output"/>; default "-o OUTPUT".</param>
-    public static void EnsureDistinct(string input, string output, string? written = null)
+    /// <param name="inputKind">What the input is, for the message.</param>
+    public static void EnsureDistinct(string input, string output, string? written = null, string inputKind = "model")
     {
         if (SameFile(input, output))
         {
-            throw new UsageException($"{written ?? $"-o {output}"} would overwrite the input model {input}; write the patched model elsewhere");
+            throw new UsageException($"{written ?? $"-o {output}"} would overwrite the input {inputKind} {input}; write it elsewhere");
         }
     }
 

@@ -6,13 +6,15 @@ namespace OrtSparse.Onnx;
 /// renames it over the destination, which the file system does atomically, so readers see either the
 /// old file or the complete new one.
 /// </summary>
-internal sealed class PendingFile : IDisposable
+public sealed class PendingFile : IDisposable
 {
     private readonly string _destination;
     private readonly string _tempPath;
     private readonly FileStream _stream;
     private bool _committed;
 
+    /// <summary>Starts writing <paramref name="destination"/>: creates its folder and a temporary file beside it.</summary>
+    /// <param name="destination">The file to create or replace on <see cref="Commit"/>.</param>
     public PendingFile(string destination)
     {
         _destination = destination;
@@ -34,6 +36,7 @@ internal sealed class PendingFile : IDisposable
         _committed = true;
     }
 
+    /// <summary>Closes the temporary file and, unless committed, deletes it.</summary>
     public void Dispose()
     {
         _stream.Dispose();
