@@ -4,9 +4,12 @@
 CUDA events around back-to-back calls after a warm-up. TFLOP/s counts the causal computation as
 4 * D * Hq * S(S+1)/2 flops.
 
-    python3 sdpa_prefill_baseline.py [--contexts 8192,32768,131072] [--steps 3]
+    python3 sdpa_prefill_baseline.py [--contexts 8192,32768,131072] [--steps 3] [--csv FILE]
+
+--csv appends device,batch,context,method,ms,tflops rows.
 """
 import argparse
+import os
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +33,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--contexts", default="8192,32768,131072")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--csv")
     args = parser.parse_args()
+    csv = None
+    if args.csv:
+        fresh = not os.path.exists(args.csv)
+        csv = open(args.csv, "a")
+        if fresh:
+            csv.write("device,batch,context,method,ms,tflops\n")
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}: SDPA causal prefill, fp16, "
           f"B=1 Hq={HEADS} Hkv={KV_HEADS} D={HEAD_SIZE}, S=T")
     for context in (int(c) for c in args.contexts.split(",")):
@@ -50,6 +60,9 @@ def main():
                 print(f"{context:>8}  {label:<14} failed: {error}")
                 continue
             print(f"{context:>8}  {label:<14} {ms:10.3f} ms {flops / (ms * 1e-3) / 1e12:8.1f} TFLOP/s", flush=True)
+            if csv:
+                csv.write(f"{torch.cuda.get_device_name()},1,{context},{label},{ms:.4f},{flops / (ms * 1e-3) / 1e12:.1f}\n")
+                csv.flush()
         del q, k, v
         torch.cuda.empty_cache()
 

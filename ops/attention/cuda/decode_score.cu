@@ -23,13 +23,8 @@ __global__ void __launch_bounds__(kSelectThreads) ScoreRowsKernel(const DecodeAr
   __shared__ int scratch[33];
   __shared__ int last;
   __shared__ Threshold threshold;
-  WaitForPreviousKernel();
-  AllowNextKernel();
-  const int segment = blockIdx.y, chunk = blockIdx.x;
-  const DecodeRow row = args.rows[segment];
+  const auto [segment, chunk, b, kv_head, row] = BeginChunkBlock(args);
   if (!row.ranked) return;
-  const int kv_heads = static_cast<int>(args.attention.kv_num_heads);
-  const int b = segment / kv_heads, kv_head = segment % kv_heads;
   const SparseMethodParams& m = args.method;
   const int D = static_cast<int>(args.attention.head_size);
   const int feature_count = args.group * args.feature_width;

@@ -173,13 +173,8 @@ __global__ void __launch_bounds__(kSelectThreads) ScoreHashKernel(const DecodeAr
   __shared__ int scratch[33];
   __shared__ int last;
   __shared__ Threshold threshold;
-  WaitForPreviousKernel();
-  AllowNextKernel();
-  const int segment = blockIdx.y, chunk = blockIdx.x;
-  const DecodeRow row = args.rows[segment];
+  const auto [segment, chunk, b, kv_head, row] = BeginChunkBlock(args);
   if (!row.ranked) return;
-  const int kv_heads = static_cast<int>(args.attention.kv_num_heads);
-  const int b = segment / kv_heads, kv_head = segment % kv_heads;
   const SparseMethodParams& m = args.method;
   const int rounds = static_cast<int>(m.hash_rounds);
   for (int i = threadIdx.x; i < kBins; i += blockDim.x) histogram[i] = 0;
@@ -299,10 +294,7 @@ __global__ void __launch_bounds__(kSelectThreads) FilterUnitsKernel(const Decode
   __shared__ int last;
   __shared__ Threshold threshold;
   __shared__ ResolveScratch resolve;
-  WaitForPreviousKernel();
-  AllowNextKernel();
-  const int segment = blockIdx.y, chunk = blockIdx.x;
-  const DecodeRow row = args.rows[segment];
+  const auto [segment, chunk, b, kv_head, row] = BeginChunkBlock(args);
   if (!row.ranked) return;
   const SelectionState state = args.states[segment];
   float scores[kUnitsPerThread];
@@ -371,10 +363,7 @@ __global__ void __launch_bounds__(kSelectThreads) FilterBucketKernel(const Decod
   __shared__ int scratch[33];
   __shared__ int last;
   __shared__ ResolveScratch resolve;
-  WaitForPreviousKernel();
-  AllowNextKernel();
-  const int segment = blockIdx.y, chunk = blockIdx.x;
-  const DecodeRow row = args.rows[segment];
+  const auto [segment, chunk, b, kv_head, row] = BeginChunkBlock(args);
   if (!row.ranked) return;
   const SelectionState state = args.states[segment];
   if (state.resolved) return;
@@ -409,13 +398,8 @@ __global__ void __launch_bounds__(kSelectThreads) ClusterWeightsKernel(const Dec
   __shared__ int last;
   __shared__ int listed;
   __shared__ ResolveScratch resolve;
-  WaitForPreviousKernel();
-  AllowNextKernel();
-  const int segment = blockIdx.y, chunk = blockIdx.x;
-  const DecodeRow row = args.rows[segment];
+  const auto [segment, chunk, b, kv_head, row] = BeginChunkBlock(args);
   if (!row.ranked) return;
-  const int kv_heads = static_cast<int>(args.attention.kv_num_heads);
-  const int b = segment / kv_heads, kv_head = segment % kv_heads;
   const SparseMethodParams& m = args.method;
   const int C = static_cast<int>(m.clusters);
   int* weights = args.cluster_weights + static_cast<int64_t>(segment) * C;
@@ -476,13 +460,8 @@ __global__ void __launch_bounds__(kSelectThreads) ClusterWeightsKernel(const Dec
 __global__ void __launch_bounds__(kSelectThreads) ExpandClustersKernel(const DecodeArgs args) {
   __shared__ int scratch[33];
   __shared__ int last;
-  WaitForPreviousKernel();
-  AllowNextKernel();
-  const int segment = blockIdx.y, chunk = blockIdx.x;
-  const DecodeRow row = args.rows[segment];
+  const auto [segment, chunk, b, kv_head, row] = BeginChunkBlock(args);
   if (!row.ranked) return;
-  const int kv_heads = static_cast<int>(args.attention.kv_num_heads);
-  const int b = segment / kv_heads, kv_head = segment % kv_heads;
   const SparseMethodParams& m = args.method;
   const int C = static_cast<int>(m.clusters);
   const int* taken = args.cluster_taken + static_cast<int64_t>(segment) * C;

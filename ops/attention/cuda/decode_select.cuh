@@ -33,6 +33,22 @@ __device__ __forceinline__ bool HiddenFromGroup(const DecodeArgs& args, int b, i
   return true;
 }
 
+// Where a block of a chunked selection kernel (grid: chunks x segments) works, read once the
+// previous kernel's results are visible.
+struct ChunkBlock {
+  int segment, chunk;
+  int b, kv_head;
+  DecodeRow row;
+};
+
+__device__ __forceinline__ ChunkBlock BeginChunkBlock(const DecodeArgs& args) {
+  WaitForPreviousKernel();
+  AllowNextKernel();
+  const int segment = static_cast<int>(blockIdx.y);
+  const int kv_heads = static_cast<int>(args.attention.kv_num_heads);
+  return {segment, static_cast<int>(blockIdx.x), segment / kv_heads, segment % kv_heads, args.rows[segment]};
+}
+
 struct Threshold {
   int bucket;      // units above it are taken
   int whole;       // the bucket is taken too
