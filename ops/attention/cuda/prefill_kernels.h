@@ -1,5 +1,5 @@
-// Internal interface between the prefill kernels (prefill_attention*.cu, prefill_select.cu) and
-// their host side (prefill.cu). Host code only: no device code here.
+// Internal interface between the prefill kernels (prefill_attention*.cu, prefill_select.cu,
+// prefill_rows.cu) and their host side (prefill.cu). Host code only: no device code here.
 #pragma once
 
 #include <cuda_runtime_api.h>
