@@ -1,7 +1,12 @@
 // Times CUDA prefill steps (S = T: a whole prompt, causal, from an empty cache) of dense attention
-// and of the block-sparse method on identical inputs: Llama-3.1-8B attention shape (Hq = 32,
-// Hkv = 8, D = 128), fp16, batch 1. A timed step is LaunchPrefill (for block: mean keys, block
-// selection and the sparse attention), CUDA events around back-to-back steps after a warm-up.
+// and of the sparse prefills (block, hash, hyper) on identical inputs: Llama-3.1-8B attention shape
+// (Hq = 32, Hkv = 8, D = 128), fp16, batch 1. A timed step is LaunchPrefill (block: mean keys, block
+// selection and the sparse attention; hash: row selection and attention per slab of rows, from the
+// keys' buckets computed once before the timing, as a decode-time state would hold them; hyper: the
+// keys' sort, then row selection and attention per slab), CUDA events around back-to-back steps
+// after a warm-up. The methods run with the op's defaults (budget 0.0625, sink 4, window 64,
+// dense_below 1024; hash: 2 rounds of 16 buckets, the rewriter's; hyper: 12 hyperplanes, the
+// rewriter's), projections drawn normal.
 //
 // Planted-structure inputs, drawn on the device: every KV head has 64 random unit "topics"; the
 // keys of each key block of 64 lie along one topic (plus noise), and the queries of each query
@@ -11,11 +16,15 @@
 //
 // Printed per context and method: milliseconds per step, TFLOP/s of the causal dense computation
 // (4 · D · Hq · S(S+1)/2 flops, the count SDPA's numbers use), speed-up over our dense step, and for
-// block the fraction of visible key blocks kept, the recall (exact softmax mass of the kept keys,
-// averaged over --recall-rows sampled (head, row) pairs; the minimum too) and the output's error
-// relative to dense (root-mean-square and maximum, over every 31st element).
-//   attention_prefill_bench_cuda [--contexts 8192,32768,131072] [--methods dense,block] [--steps 3]
-//                                [--block-size 64] [--gamma 0.95] [--gap 8] [--recall-rows 256]
+// the sparse methods the fraction kept (block: of the visible key blocks; hash, hyper: of the
+// visible keys of the sampled rows), the recall (exact softmax mass of the attended keys, averaged
+// over --recall-rows sampled (head, row) pairs; the minimum too) and the output's error relative
+// to dense (root-mean-square and maximum, over every 31st element). Hash and hyper keep the row
+// selection of the last slab of rows only: their rows are sampled there (the longest rows).
+//   attention_prefill_bench_cuda [--contexts 8192,32768,131072] [--methods dense,block,hash,hyper]
+//                                [--steps 3] [--block-size 64] [--gamma 0.95] [--gap 8]
+//                                [--recall-rows 256] [--budget 0.0625] [--hash-rounds 2]
+//                                [--hash-buckets 16] [--hyper-bits 12]
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -130,11 +139,35 @@ __global__ void FillValuesKernel(__half* out, int64_t count, uint32_t seed) {
   if (index < count) out[index] = __float2half(2.0f * Uniform(seed, static_cast<uint32_t>(index), 7) - 1.0f);
 }
 
+__global__ void NormalKernel(float* out, int64_t count, uint32_t seed) {
+  const int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index < count) out[index] = Normal(seed, static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32));
+}
+
 // ---- recall: exact softmax mass of the kept keys, for sampled (head, row) pairs ------------------
 
+// The keys a method attends: kept key blocks per (query head, query block), or per-row bitmaps per
+// (KV head, row) of the last slab.
+struct Selection {
+  const uint32_t* kept = nullptr;  // block
+  int64_t query_blocks = 0, words = 0;
+  int block_size = 0;
+  const uint32_t* row_keys = nullptr;  // hash, hyper
+  int64_t first_row = 0, slab_rows = 0, row_words = 0;
+
+  __device__ bool Attends(int h, int row, int j) const {
+    if (kept != nullptr) {
+      const int c = j / block_size;
+      return (kept[(static_cast<int64_t>(h) * query_blocks + row / block_size) * words + c / 32] >> (c % 32)) & 1u;
+    }
+    const int kv_head = h / (kHeads / kKvHeads);
+    return (row_keys[(kv_head * slab_rows + row - first_row) * row_words + j / 32] >> (j % 32)) & 1u;
+  }
+};
+
+// recall[i] = the softmax mass of the attended keys of sample i; attended[i] = their number.
 __global__ void RecallKernel(const __half* query, const __half* keys, int64_t S, int64_t T, float scale,
-                             const uint32_t* kept, int64_t query_blocks, int64_t words, int block_size,
-                             const int2* samples, float* recall) {
+                             const Selection selection, const int2* samples, float* recall, float* attended) {
   const int2 sample = samples[blockIdx.x];  // (head, row)
   const int h = sample.x, row = sample.y, kv_head = h / (kHeads / kKvHeads);
   __shared__ float q[kHeadSize];
@@ -167,29 +200,36 @@ __global__ void RecallKernel(const __half* query, const __half* keys, int64_t S,
   float best = -INFINITY;
   for (int j = threadIdx.x; j < visible; j += blockDim.x) best = fmaxf(best, score(j));
   best = block_reduce(best, true);
-  const uint32_t* row_bits = kept + (static_cast<int64_t>(h) * query_blocks + row / block_size) * words;
-  float total = 0.0f, in_kept = 0.0f;
+  float total = 0.0f, in_kept = 0.0f, count = 0.0f;
   for (int j = threadIdx.x; j < visible; j += blockDim.x) {
     const float p = expf(score(j) - best);
     total += p;
-    const int c = j / block_size;
-    if ((row_bits[c / 32] >> (c % 32)) & 1u) in_kept += p;
+    if (selection.Attends(h, row, j)) {
+      in_kept += p;
+      count += 1.0f;
+    }
   }
   total = block_reduce(total, false);
   in_kept = block_reduce(in_kept, false);
-  if (threadIdx.x == 0) recall[blockIdx.x] = in_kept / total;
+  count = block_reduce(count, false);
+  if (threadIdx.x == 0) {
+    recall[blockIdx.x] = in_kept / total;
+    attended[blockIdx.x] = count;
+  }
 }
 
 // ---- the benchmark -----------------------------------------------------------------------------
 
 struct Options {
   std::vector<int64_t> contexts = {8192, 32768, 131072};
-  std::vector<std::string> methods = {"dense", "block"};
+  std::vector<std::string> methods = {"dense", "block", "hash", "hyper"};
   int steps = 3;
   int64_t block_size = 64;
   float gamma = 0.95f;
   float gap = 8.0f;
   int recall_rows = 256;
+  float budget = 0.0625f;
+  int hash_rounds = 2, hash_buckets = 16, hyper_bits = 12;
 };
 
 std::vector<std::string> Split(const char* text) {
@@ -227,6 +267,14 @@ Options Parse(int argc, char** argv) {
       o.gap = static_cast<float>(std::atof(value));
     } else if (flag == "--recall-rows") {
       o.recall_rows = std::atoi(value);
+    } else if (flag == "--budget") {
+      o.budget = static_cast<float>(std::atof(value));
+    } else if (flag == "--hash-rounds") {
+      o.hash_rounds = std::atoi(value);
+    } else if (flag == "--hash-buckets") {
+      o.hash_buckets = std::atoi(value);
+    } else if (flag == "--hyper-bits") {
+      o.hyper_bits = std::atoi(value);
     } else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       std::exit(2);
@@ -243,7 +291,7 @@ void RunContext(const Options& o, int64_t T) {
   TopicsKernel<<<kKvHeads * kTopics, kHeadSize>>>(topics.get());
   CHECK_CUDA(cudaGetLastError());
   Device<__half> query(static_cast<size_t>(S) * kHeads * kHeadSize), keys(static_cast<size_t>(kKvHeads) * T * kHeadSize),
-      values(keys.size()), dense_output(query.size()), block_output(query.size());
+      values(keys.size()), dense_output(query.size()), sparse_output(query.size());
   // q·k of one topic: strength² (about sqrt(D)·gap after the 1/sqrt(D) scale); noise 0.5 per dimension.
   const float strength = std::sqrt(o.gap * std::sqrt(static_cast<float>(kHeadSize)));
   const unsigned threads = 256;
@@ -281,15 +329,44 @@ void RunContext(const Options& o, int64_t T) {
   a.scale = 1.0f / std::sqrt(static_cast<float>(kHeadSize));
   a.causal = true;
 
+  // hash and hyper: normal projections (hash: [Hkv, R, D, NB / 2]; hyper: [Hkv, 1, D, L]) and
+  // hash's key buckets [1, Hkv, T, R].
+  Device<float> projections(static_cast<size_t>(kKvHeads) * kHeadSize *
+                            std::max(o.hash_rounds * o.hash_buckets / 2, o.hyper_bits));
+  NormalKernel<<<static_cast<unsigned>((projections.size() + threads - 1) / threads), threads>>>(
+      projections.get(), static_cast<int64_t>(projections.size()), 31);
+  Device<int32_t> buckets(static_cast<size_t>(kKvHeads) * T * o.hash_rounds);
+  CHECK_CUDA(cudaGetLastError());
+
   const double flops = 4.0 * kHeadSize * kHeads * static_cast<double>(S) * (S + 1) / 2.0;
   double dense_ms = 0.0;
   for (const std::string& name : o.methods) {
     SparseMethodParams m;
-    m.method = name == "block" ? SparseMethod::kBlock : SparseMethod::kDense;
+    m.method = name == "block"   ? SparseMethod::kBlock
+               : name == "hash"  ? SparseMethod::kHash
+               : name == "hyper" ? SparseMethod::kHyper
+                                 : SparseMethod::kDense;
     m.block_size = o.block_size;
     m.gamma = o.gamma;
     m.dense_below = 1024;
-    a.output = m.method == SparseMethod::kBlock ? block_output.get() : dense_output.get();
+    m.budget = o.budget;
+    if (m.method == SparseMethod::kHash || m.method == SparseMethod::kHyper) {
+      m.hash_projections = projections.get();
+      m.hash_rounds = m.method == SparseMethod::kHash ? o.hash_rounds : 1;
+      m.hash_half_buckets = m.method == SparseMethod::kHash ? o.hash_buckets / 2 : o.hyper_bits;
+    }
+    if (m.method == SparseMethod::kHash) {
+      m.raw_query = query.get();
+      std::copy(a.query_strides, a.query_strides + 3, m.raw_query_strides);
+      m.state.present = buckets.get();
+      m.state.width = o.hash_rounds;
+      m.state.present_rows = T;
+      m.state.present_strides[0] = kKvHeads * T * o.hash_rounds;
+      m.state.present_strides[1] = T * o.hash_rounds;
+      m.state.present_strides[2] = o.hash_rounds;
+      CHECK_CUDA(ortsparse::cuda::LaunchMethodStateUpdate(a, m, T, S, nullptr));  // every key's buckets (no past)
+    }
+    a.output = m.method == SparseMethod::kDense ? dense_output.get() : sparse_output.get();
     const ortsparse::Status supported = ortsparse::cuda::CheckPrefillSupport(a, m, T);
     if (!supported.ok()) {
       std::printf("%s: %s\n", name.c_str(), supported.message().c_str());
@@ -314,42 +391,67 @@ void RunContext(const Options& o, int64_t T) {
     std::printf("%8lld  %-6s %10.3f ms %8.1f TFLOP/s(causal-dense equiv.)", static_cast<long long>(S), name.c_str(), ms,
                 flops / (ms * 1e-3) / 1e12);
     if (dense_ms > 0.0 && m.method != SparseMethod::kDense) std::printf("  %6.2fx vs dense", dense_ms / ms);
-    if (m.method == SparseMethod::kBlock) {
-      const ortsparse::cuda::PrefillBlockSelection view =
-          ortsparse::cuda::DescribePrefillBlockSelection(a, m, T, workspace.get());
-      // Kept fraction of the visible key blocks.
-      std::vector<uint32_t> kept(static_cast<size_t>(kHeads * view.query_blocks * view.words));
-      CHECK_CUDA(cudaMemcpy(kept.data(), view.kept, kept.size() * 4, cudaMemcpyDeviceToHost));
-      double kept_blocks = 0.0, visible_blocks = 0.0;
-      for (int64_t h = 0; h < kHeads; ++h) {
-        for (int64_t qb = 0; qb < view.query_blocks; ++qb) {
-          const int64_t last = std::min<int64_t>(S - 1, (qb + 1) * o.block_size - 1);
-          visible_blocks += static_cast<double>(last / o.block_size + 1);
-          for (int64_t w = 0; w < view.words; ++w) kept_blocks += __builtin_popcount(kept[(h * view.query_blocks + qb) * view.words + w]);
+    if (m.method != SparseMethod::kDense) {
+      Selection selection;
+      int64_t first_sampled_row = 0;
+      double kept_fraction = -1.0;
+      if (m.method == SparseMethod::kBlock) {
+        const ortsparse::cuda::PrefillBlockSelection view =
+            ortsparse::cuda::DescribePrefillBlockSelection(a, m, T, workspace.get());
+        selection.kept = view.kept;
+        selection.query_blocks = view.query_blocks;
+        selection.words = view.words;
+        selection.block_size = static_cast<int>(o.block_size);
+        // Kept fraction of the visible key blocks.
+        std::vector<uint32_t> kept(static_cast<size_t>(kHeads * view.query_blocks * view.words));
+        CHECK_CUDA(cudaMemcpy(kept.data(), view.kept, kept.size() * 4, cudaMemcpyDeviceToHost));
+        double kept_blocks = 0.0, visible_blocks = 0.0;
+        for (int64_t h = 0; h < kHeads; ++h) {
+          for (int64_t qb = 0; qb < view.query_blocks; ++qb) {
+            const int64_t last = std::min<int64_t>(S - 1, (qb + 1) * o.block_size - 1);
+            visible_blocks += static_cast<double>(last / o.block_size + 1);
+            for (int64_t w = 0; w < view.words; ++w) kept_blocks += __builtin_popcount(kept[(h * view.query_blocks + qb) * view.words + w]);
+          }
         }
+        kept_fraction = kept_blocks / visible_blocks;
+      } else {
+        const ortsparse::cuda::PrefillRowSelection view =
+            ortsparse::cuda::DescribePrefillRowSelection(a, m, T, workspace.get());
+        selection.row_keys = view.row_keys;
+        selection.first_row = view.first_row;
+        selection.slab_rows = view.slab_rows;
+        selection.row_words = view.words;
+        first_sampled_row = view.first_row;
       }
-      // Recall on sampled rows (spread over the sequence, every head).
+      // Recall on sampled rows (spread over the sequence or the last slab, every head).
       std::vector<int2> samples_host(o.recall_rows);
+      double visible_keys = 0.0;
       for (int i = 0; i < o.recall_rows; ++i) {
         samples_host[i].x = i % kHeads;
-        samples_host[i].y = static_cast<int>((static_cast<int64_t>(i) * 2654435761u + 12345) % S);
+        samples_host[i].y = static_cast<int>(first_sampled_row +
+                                             (static_cast<int64_t>(i) * 2654435761u + 12345) % (S - first_sampled_row));
+        visible_keys += samples_host[i].y + 1;
       }
       Device<int2> samples(samples_host.size());
       CHECK_CUDA(cudaMemcpy(samples.get(), samples_host.data(), samples_host.size() * sizeof(int2), cudaMemcpyHostToDevice));
-      Device<float> recall(samples_host.size());
-      RecallKernel<<<static_cast<unsigned>(samples_host.size()), 256>>>(query.get(), keys.get(), S, T, a.scale, view.kept,
-                                                                        view.query_blocks, view.words,
-                                                                        static_cast<int>(o.block_size), samples.get(),
-                                                                        recall.get());
+      Device<float> recall(samples_host.size()), attended(samples_host.size());
+      RecallKernel<<<static_cast<unsigned>(samples_host.size()), 256>>>(query.get(), keys.get(), S, T, a.scale, selection,
+                                                                        samples.get(), recall.get(), attended.get());
       CHECK_CUDA(cudaGetLastError());
-      const std::vector<float> recalls = recall.Download();
-      double mean = 0.0, low = 1.0;
+      const std::vector<float> recalls = recall.Download(), counts = attended.Download();
+      double mean = 0.0, low = 1.0, attended_keys = 0.0;
       for (float r : recalls) mean += r, low = std::min<double>(low, r);
+      for (float c : counts) attended_keys += c;
       mean /= static_cast<double>(recalls.size());
-      std::printf("  kept %.4f of visible blocks, recall %.4f (min %.4f over %d rows)", kept_blocks / visible_blocks,
-                  mean, low, o.recall_rows);
+      if (kept_fraction >= 0.0) {
+        std::printf("  kept %.4f of visible blocks", kept_fraction);
+      } else {
+        std::printf("  kept %.4f of visible keys (rows >= %lld)", attended_keys / visible_keys,
+                    static_cast<long long>(first_sampled_row));
+      }
+      std::printf(", recall %.4f (min %.4f over %d rows)", mean, low, o.recall_rows);
       if (dense_ms > 0.0) {
-        const std::vector<__half> dense = dense_output.Download(), sparse = block_output.Download();
+        const std::vector<__half> dense = dense_output.Download(), sparse = sparse_output.Download();
         double worst = 0.0, largest = 0.0, squared_error = 0.0, squared = 0.0;
         for (size_t i = 0; i < dense.size(); i += 31) {  // a sample of the elements
           const double x = HalfToFloatHost(dense[i]), y = HalfToFloatHost(sparse[i]);
@@ -375,9 +477,10 @@ int main(int argc, char** argv) {
   const Options o = Parse(argc, argv);
   cudaDeviceProp properties;
   CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
-  std::printf("%s: OrtSparse CUDA prefill, fp16, B=1, Hq=%d Hkv=%d D=%d, causal, S=T; block_size %lld, gamma %.2f, "
-              "planted topics (gap %.1f)\n",
-              properties.name, kHeads, kKvHeads, kHeadSize, static_cast<long long>(o.block_size), o.gamma, o.gap);
+  std::printf("%s: OrtSparse CUDA prefill, fp16, B=1, Hq=%d Hkv=%d D=%d, causal, S=T; block_size %lld, gamma %.2f; "
+              "budget %.4f, hash %d rounds x %d buckets, hyper %d bits; planted topics (gap %.1f)\n",
+              properties.name, kHeads, kKvHeads, kHeadSize, static_cast<long long>(o.block_size), o.gamma, o.budget,
+              o.hash_rounds, o.hash_buckets, o.hyper_bits, o.gap);
   for (int64_t T : o.contexts) RunContext(o, T);
   return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host: builds the CUDA prefill kernels' test and benchmark, runs the tests, then the
-# prefill benchmark (dense and block, planted-structure inputs) and PyTorch's SDPA causal prefill on
+# prefill benchmark (dense, block, hash and hyper, planted-structure inputs) and PyTorch's SDPA causal prefill on
 # the same shapes, in one run. Logs go to $OUT (or ./gpu-run).
 #   ops/bench/cuda_prefill_gpu_run.sh [tests] [bench] [sdpa]      (default: all three)
 # Environment: CONTEXTS (default 8192,32768,131072), TEST_FILTER (gtest filter), BUILD (build dir),
@@ -23,7 +23,7 @@ for step in $steps; do
     tests)
       timeout 300 "$build/bin/cuda_prefill_test" --gtest_brief=1 --gtest_filter="${TEST_FILTER:-*}" >"$out/prefill_test.log" 2>&1
       echo "cuda_prefill_test exit $?"
-      grep -E "Failure|FAILED|Expected|Which is|gpu keeps|blocks kept|not written" "$out/prefill_test.log" | cut -c1-400 | head -40
+      grep -E "Failure|FAILED|Expected|Which is|gpu keeps|blocks kept|keys selected|only the gpu|not written" "$out/prefill_test.log" | cut -c1-400 | head -40
       tail -3 "$out/prefill_test.log" ;;
     bench)
       # shellcheck disable=SC2086

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "attention/cuda/cuda_common.cuh"
+#include "attention/cuda/selection_rules.cuh"
 #include "ortsparse/attention_params.h"
 #include "ortsparse/sparse_method_params.h"
 
@@ -139,15 +140,11 @@ __device__ __forceinline__ DecodeRow PartitionDecodeRow(const DecodeArgs& args, 
   const SparseMethodParams& m = args.method;
   DecodeRow row{};
   VisibleDecodeKeys(args.attention, b, &row.visible_begin, &row.visible_end);
-  const int64_t n = row.visible_end - row.visible_begin;
-  row.sparse = DecodeSelectsKeys(m.method) && n >= m.dense_below;
-  const int64_t sink_end = Smaller<int64_t>(row.visible_end, row.visible_begin + m.sink);
-  row.middle_begin = static_cast<int>(sink_end);
-  row.middle_end = static_cast<int>(Larger<int64_t>(sink_end, row.visible_end - m.window));
-  // In fp32, the attribute's type, as the CPU: budget 0.1 of 1000 keys is 100, not 101.
-  const int64_t picks = m.budget <= 1.0f ? static_cast<int64_t>(ceilf(m.budget * static_cast<float>(n)))
-                                         : static_cast<int64_t>(floorf(m.budget));
-  row.picks = static_cast<int>(Smaller<int64_t>(picks, row.middle_end - row.middle_begin));
+  const RowSplit split = SplitRow(row.visible_begin, row.visible_end, m);
+  row.sparse = DecodeSelectsKeys(m.method) && !split.dense;
+  row.middle_begin = split.middle_begin;
+  row.middle_end = split.middle_end;
+  row.picks = split.picks;
   row.ranked = row.sparse && m.method != SparseMethod::kStreaming && row.middle_end > row.middle_begin;
   if (!row.sparse) row.middle_begin = row.middle_end = row.visible_end;
   switch (args.unit) {

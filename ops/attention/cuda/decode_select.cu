@@ -69,26 +69,6 @@ __device__ void ClusterScores(const DecodeArgs& args, int segment, float* scores
   }
 }
 
-// hash: the bucket of `x` (shared, D floats) in round projections [D, half], as the CPU's HashBucket:
-// argmax of [x·W, -x·W], the first on ties.
-__device__ __forceinline__ int HashBucket(const float* projections, int D, int half, const float* x) {
-  int best_positive = 0, best_negative = 0;
-  float positive = 0.0f, negative = NegativeInfinity();
-  for (int i = 0; i < half; ++i) {
-    float product = 0.0f;
-    for (int d = 0; d < D; ++d) product = fmaf(x[d], projections[d * half + i], product);
-    if (i == 0 || product > positive) {
-      positive = product;
-      best_positive = i;
-    }
-    if (-product > negative) {
-      negative = -product;
-      best_negative = i;
-    }
-  }
-  return negative > positive ? half + best_negative : best_positive;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kSelectThreads) PrepareKernel(const DecodeArgs args) {
   extern __shared__ float shared[];

@@ -7,30 +7,9 @@
 
 namespace ortsparse::cuda::detail {
 
-// What the mask adds to head `head`'s score of key `position` (0 without a mask; -inf hides it).
-__device__ __forceinline__ float MaskAddend(const AttentionParams& a, int b, int head, int position) {
-  const AttentionMask& mask = a.mask;
-  if (mask.data == nullptr) return 0.0f;
-  const int64_t offset = b * mask.batch_stride + head * mask.head_stride + position;
-  switch (mask.type) {
-    case DataType::kBool:
-      return static_cast<const uint8_t*>(mask.data)[offset] != 0 ? 0.0f : NegativeInfinity();
-    default:
-      switch (a.type) {
-        case DataType::kFloat16: return __half2float(static_cast<const __half*>(mask.data)[offset]);
-        case DataType::kBFloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(mask.data)[offset]);
-        default: return static_cast<const float*>(mask.data)[offset];
-      }
-  }
-}
-
 // Whether every query head of KV head `kv_head`'s group has key `position` masked out.
 __device__ __forceinline__ bool HiddenFromGroup(const DecodeArgs& args, int b, int kv_head, int position) {
-  if (args.attention.mask.data == nullptr) return false;
-  for (int g = 0; g < args.group; ++g) {
-    if (MaskAddend(args.attention, b, kv_head * args.group + g, position) != NegativeInfinity()) return false;
-  }
-  return true;
+  return cuda::HiddenFromGroup(args.attention, args.group, b, kv_head, /*row=*/0, position);
 }
 
 // Where a block of a chunked selection kernel (grid: chunks x segments) works, read once the

@@ -9,16 +9,16 @@
 // Per row i of sequence b (position past[b] + i): keys j < key_counts[b] (and < the mask's length),
 // j <= position when causal, j > position - W with a local window W; scores are scaled, soft-capped
 // and masked as docs/ops.md defines; rows at or beyond valid_query_rows[b] produce zeros, as rows
-// that see no key. Tiles the whole warp sees unmasked skip the per-element tests. With a block
-// selection (method block), a block visits only the key tiles of the key blocks its query block
-// kept (the rows' own visibility still applies inside them).
+// that see no key. Tiles the whole warp sees unmasked skip the per-element tests. With a tile
+// selection (methods block, hash, hyper), a block visits only the key tiles its query block kept
+// (the rows' own visibility still applies inside them); with a row selection (hash, hyper), each
+// row attends only the keys of its own bitmap among those (a per-element test).
 #pragma once
-
-#include <climits>
 
 #include "attention/cuda/cuda_common.cuh"
 #include "attention/cuda/prefill_kernels.h"
 #include "attention/cuda/prefill_mma.cuh"
+#include "attention/cuda/prefill_rows.cuh"
 
 namespace ortsparse::cuda::prefill {
 
@@ -60,26 +60,12 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
   const int h = static_cast<int>(blockIdx.x), b = static_cast<int>(blockIdx.z);
   const int tile = args.query_tiles - 1 - static_cast<int>(blockIdx.y);  // the longest rows first
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const int S = static_cast<int>(a.query_length);
-  const int r0 = tile * kRows;
-  const int valid = min(S, a.valid_query_rows[b]);
-  const int past = a.past_lengths[b];
+  const int row_end = min(static_cast<int>(a.query_length), args.row_end);  // rows this launch writes
+  const int r0 = args.row_begin + tile * kRows;
+  const SequenceView sequence(a, b);
+  const int valid = sequence.valid;
   const int key_count = a.key_counts[b];
-  const int key_end =
-      a.mask.data != nullptr ? static_cast<int>(Smaller<int64_t>(key_count, a.mask.length)) : key_count;
-  const int window = a.local_window > 0 ? static_cast<int>(Smaller<int64_t>(a.local_window, INT_MAX)) : 0;
-  const bool causal = a.causal;
-
-  // Keys [begin, end) that row `row` sees; empty for rows past the valid ones.
-  auto visible = [&](int row, int& begin, int& end) {
-    begin = 0;
-    end = 0;
-    if (row >= valid) return;
-    const int position = past + row;
-    end = causal ? min(key_end, position + 1) : key_end;
-    begin = window > 0 ? max(0, position - window + 1) : 0;
-    end = max(end, begin);
-  };
+  auto visible = [&](int row, int& begin, int& end) { sequence.Visible(row, begin, end); };
 
   // The block's key range: both ends are non-decreasing in the row.
   const int last_row = min(r0 + kRows, valid) - 1;
@@ -91,27 +77,10 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
   const int first_tile = block_begin / kKeysPerTile;
   const int last_tile = block_end > block_begin ? (block_end - 1) / kKeysPerTile : first_tile - 1;
 
-  const uint32_t* kept = nullptr;
-  if (args.kept != nullptr) {  // the block's rows lie in one query block (block_size is a multiple of kRows)
-    const int64_t query_block = r0 / args.block_size;
-    kept = args.kept + ((static_cast<int64_t>(b) * a.num_heads + h) * args.query_blocks + query_block) * args.words;
-  }
+  // The block's rows lie in one query block (block_size is a multiple of kRows).
+  const uint32_t* const kept = KeptRow(args, b, h, r0);
   // The first tile at or after t that the block attends (last_tile + 1 when none is left).
-  auto next_tile = [&](int t) -> int {
-    if (kept == nullptr || t > last_tile) return t;
-    const int last_block = last_tile / args.tiles_per_block;
-    int c = t / args.tiles_per_block;
-    while (c <= last_block) {
-      const uint32_t word = __ldg(kept + c / 32) >> (c % 32);
-      if (word != 0) {
-        c += __ffs(static_cast<int>(word)) - 1;
-        break;
-      }
-      c = (c / 32 + 1) * 32;
-    }
-    if (c > last_block) return last_tile + 1;
-    return max(t, c * args.tiles_per_block);
-  };
+  auto next_tile = [&](int t) -> int { return NextKeptTile(args, kept, t, last_tile); };
 
   // Tile loads: each thread copies one 16-byte chunk of every kRowStep-th row (chunk slots past the
   // row's end idle), so its addresses advance by a fixed step.
@@ -183,6 +152,8 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
   }
   const bool warp_rows_valid = warp_first + kWarpRows <= valid;
   const bool extras = a.softcap > 0.0f || a.mask.data != nullptr;
+  // Row selections run with one row tile per warp (64-row blocks, as their selection blocks).
+  const bool row_selection = kMTiles == 1 && args.row_keys != nullptr;
 
   float o[kMTiles][kDimTiles][4];
 #pragma unroll
@@ -247,8 +218,8 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
       }
       // Scores to log2-domain logits (times `factor`); hidden keys to -inf. Keys every row of the
       // warp sees keep the raw products: the scale folds into the exponent's multiply-add.
-      const bool whole = warp_rows_valid && !extras && args.scale_log2 > 0.0f && step0 >= inner_begin &&
-                         step0 + kStepKeys <= inner_end;
+      const bool whole = warp_rows_valid && !extras && !row_selection && args.scale_log2 > 0.0f &&
+                         step0 >= inner_begin && step0 + kStepKeys <= inner_end;
       const float factor = whole ? args.scale_log2 : 1.0f;
       if (!whole) {
 #pragma unroll
@@ -258,6 +229,13 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
             const int row = row_of(m, r);
             int begin, end;
             visible(row, begin, end);
+            // The row's bitmap words over the step's keys (step0 is a multiple of 32); all ones
+            // without a row selection. Rows past the valid ones see nothing: never read.
+            uint32_t selected[kStepKeys / 32];
+#pragma unroll
+            for (int w = 0; w < kStepKeys / 32; ++w) {
+              selected[w] = row_selection && begin < end ? __ldg(RowKeyWords(args, b, h, row) + step0 / 32 + w) : ~0u;
+            }
 #pragma unroll
             for (int n = 0; n < kStepTiles; ++n) {
 #pragma unroll
@@ -265,7 +243,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
                 const int column = step0 + n * 8 + 2 * quad + c;
                 float& value = s[m][n][2 * r + c];
                 float x = NegativeInfinity();
-                if (column >= begin && column < end) {
+                if (column >= begin && column < end && ((selected[n / 4] >> ((n % 4) * 8 + 2 * quad + c)) & 1u)) {
                   if (!extras) {
                     x = value * args.scale_log2;
                   } else {
@@ -370,7 +348,7 @@ __global__ void __launch_bounds__(kWarps * 32) PrefillAttentionKernel(const Atte
       total += __shfl_xor_sync(kFullWarp, total, 2);
       const float inverse = total > 0.0f ? 1.0f / total : 0.0f;
       const int row = row_of(m, r);
-      if (row >= S) continue;
+      if (row >= row_end) continue;
       T* out = static_cast<T*>(a.output) + b * a.output_strides[0] + row * a.output_strides[1] +
                h * a.output_strides[2] + 2 * quad;
 #pragma unroll

@@ -276,6 +276,7 @@ cudaError_t LaunchBlockSelection(const SelectArgs& args, cudaStream_t stream) {
   switch (args.attention.type) {
     case DataType::kFloat16: return LaunchSelectionOf<__half>(args, stream);
     case DataType::kBFloat16: return LaunchSelectionOf<__nv_bfloat16>(args, stream);
+    case DataType::kFloat32: return LaunchSelectionOf<float>(args, stream);
     default: return cudaErrorInvalidValue;
   }
 }

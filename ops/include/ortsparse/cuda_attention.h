@@ -86,28 +86,36 @@ struct SequenceLengthParams {
 cudaError_t LaunchSequenceLengths(const SequenceLengthParams& params, cudaStream_t stream);
 
 // ---- Prefill steps ------------------------------------------------------------------------------
-// Attention of S >= 1 query rows per sequence (usually S > 1) with a tensor-core flash-attention
-// kernel: dense for `dense` and the decode-only methods (their prefill is exact: docs/ops.md,
-// "Methods"), block-sparse for `block` (the block selection runs on the GPU first). The caches
-// and the method state must already hold this step's keys (LaunchKvAppend, LaunchMethodStateUpdate
-// with max_new_keys = S).
+// Attention of S >= 1 query rows per sequence (usually S > 1): dense for `dense` and the
+// decode-only methods (their prefill is exact: docs/ops.md, "Methods"), block-sparse for `block`,
+// row-sparse for `hash` and `hyper` (their selections run on the GPU first, the same as the CPU
+// kernels'). fp16 and bf16 run a tensor-core flash-attention kernel, fp32 a plain fp32 one. The
+// caches and the method state must already hold this step's keys (LaunchKvAppend,
+// LaunchMethodStateUpdate with max_new_keys = S).
 //
-// Limits, checked by CheckPrefillSupport: attention type fp16 or bf16 (fp32 accumulation); head
-// size D = Dv in {64, 80, 96, 128}; no key selection list; rows of the query, the caches and the
-// output at 16-byte boundaries (strides, and the pointers when given); a mask of bool or the
-// attention type; S at most 4,194,240; method dense, block (block_size a multiple of 64, at most
-// kMaxPrefillKeyBlocks key blocks in the capacity) or a decode-only method; not hash or hyper.
+// Limits, checked by CheckPrefillSupport: attention type fp16, bf16 or fp32 (fp32 accumulation);
+// head size D = Dv in {64, 80, 96, 128}; no key selection list; rows of the query, the caches and
+// the output at 16-byte boundaries (strides, and the pointers when given); a mask of bool or the
+// attention type; S at most 4,194,240; method dense, a decode-only method, block (block_size a
+// multiple of 64, at most kMaxPrefillKeyBlocks key blocks in the capacity), hash (raw queries,
+// projections and the keys' buckets as method state given; rounds x ceil(buckets / 32) at most
+// 128) or hyper (1 to 24 hyperplanes); hash and hyper at most kMaxPrefillKeyTiles tiles of 64 keys
+// in the capacity.
 constexpr int64_t kMaxPrefillKeyBlocks = 8192;
+constexpr int64_t kMaxPrefillKeyTiles = int64_t{1} << 16;
 
 Status CheckPrefillSupport(const AttentionParams& attention, const SparseMethodParams& method, int64_t key_capacity);
 
-// Scratch a prefill step needs (0 for a dense one): block means and the kept-block bitmaps.
+// Scratch a prefill step needs (0 for a dense one): block means and the kept-block bitmaps
+// (block); the keys' sort (hyper), the row bitmaps of a slab of rows and their kept tiles (hash,
+// hyper: at most about 256 MiB of bitmaps, more only when one block of 64 rows needs more).
 size_t PrefillWorkspaceBytes(const AttentionParams& attention, const SparseMethodParams& method,
                              int64_t key_capacity);
 
 // One prefill step: attention.output for every row of every sequence (rows at or beyond
 // valid_query_rows[b] get zeros). `workspace` holds at least PrefillWorkspaceBytes(...) bytes of
-// device memory in any state (may be null when that is 0). One to three kernels, all on `stream`.
+// device memory in any state (may be null when that is 0). A few kernels (hash and hyper: two per
+// slab of rows), all on `stream`.
 cudaError_t LaunchPrefill(const AttentionParams& attention, const SparseMethodParams& method, int64_t key_capacity,
                           void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
@@ -124,5 +132,20 @@ struct PrefillBlockSelection {
 };
 PrefillBlockSelection DescribePrefillBlockSelection(const AttentionParams& attention, const SparseMethodParams& method,
                                                     int64_t key_capacity, const void* workspace);
+
+// Where the row selection of the last LaunchPrefill with these arguments and workspace lies (for
+// tests and benchmarks), for the rows [first_row, S) of the last slab: row i of sequence b attends
+// key j of KV head h's group iff bit j % 32 of
+//   row_keys[((b * Hkv + h) * slab_rows + i - first_row) * words + j / 32]
+// is set, for the keys j the row may see (bits of other keys are unspecified; device memory). All
+// null / 0 unless the method is hash or hyper.
+struct PrefillRowSelection {
+  const uint32_t* row_keys = nullptr;
+  int64_t first_row = 0;
+  int64_t slab_rows = 0;
+  int64_t words = 0;
+};
+PrefillRowSelection DescribePrefillRowSelection(const AttentionParams& attention, const SparseMethodParams& method,
+                                                int64_t key_capacity, const void* workspace);
 
 }  // namespace ortsparse::cuda

@@ -1,14 +1,16 @@
 // The CUDA prefill kernels (S > 1) against the CPU kernels on the same inputs. The CPU runs in fp32
-// on the values the GPU stores (rounded to fp16 or bf16):
-//   * the block selection (method block) must be identical to the CPU's SelectKeys where the
-//     selection's arithmetic is exact (inputs on a dyadic grid, dyadic scale); with normal values
-//     the two must agree on at least 99% of the kept blocks;
-//   * the output is compared with the CPU's exact attention (dense, or over the GPU's block
-//     selection), within twice the error of rounding that fp32 reference to the storage type (plus
-//     fp32 accumulation slack); rows past a sequence's valid rows must be zeros.
-// The grid: type x head size x GQA group x past (chunked prefill) x sequences of different lengths
-// (right-padded ones among them) x dense / block, plus masks, softcap, local windows, non-causal
-// attention and appended keys beyond the query rows. Every test skips when no CUDA device is present.
+// on the values the GPU stores (rounded to fp16 or bf16, or fp32 itself):
+//   * the selections must be identical to the CPU's SelectKeys where the selection's arithmetic is
+//     exact (inputs and projections on a dyadic grid, dyadic scale): the kept key blocks of method
+//     block, the keys of every row of hash and hyper (over the keys the row may see). With normal
+//     values the GPU must keep at least 99% of the CPU's blocks or keys;
+//   * the output is compared with the CPU's exact attention (dense, or over the GPU's selection),
+//     within twice the error of rounding that fp32 reference to the storage type (plus fp32
+//     accumulation slack; fp32 only the slack); rows past a sequence's valid rows must be zeros.
+// The grid: type (fp16, bf16, fp32) x head size x GQA group x past (chunked prefill) x sequences of
+// different lengths (right-padded ones among them) x dense / block / hash / hyper, plus masks,
+// softcap, local windows, non-causal attention and appended keys beyond the query rows. Every test
+// skips when no CUDA device is present.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "attention/cpu/exact_attention.h"
+#include "attention/cpu/key_range.h"
 #include "attention/cpu/key_selection.h"
 #include "attention/cpu/sparse_methods.h"
 #include "cuda_test_support.h"
@@ -87,11 +90,22 @@ struct PrefillCase {
   float gamma = 0.95f;
   int64_t dense_below = 128;
   bool planted = false;  // key blocks of different strengths along a shared query direction
+  // hash and hyper
+  float budget = 0.125f;
+  int64_t sink = 4, window = 16;
+  int64_t hash_rounds = 2, hash_half_buckets = 8;  // hyper: hash_half_buckets hyperplanes, one round
+  // > 0: the key capacity the step is launched with, beyond the cache's (its keys still fit the
+  // cache): longer row bitmaps, so that hash and hyper select and attend in several slabs of rows.
+  int64_t launch_capacity = 0;
 };
 
 void PrintTo(const PrefillCase& c, std::ostream* os) { *os << c.name; }
 
-const char* TypeName(DataType type) { return type == DataType::kFloat16 ? "fp16" : "bf16"; }
+const char* TypeName(DataType type) {
+  return type == DataType::kFloat16 ? "fp16" : type == DataType::kBFloat16 ? "bf16" : "fp32";
+}
+
+bool SelectsRows(SparseMethod method) { return method == SparseMethod::kHash || method == SparseMethod::kHyper; }
 
 struct Step {
   PrefillCase c;
@@ -99,8 +113,14 @@ struct Step {
   std::vector<float> query, keys, values, additive;
   std::vector<uint8_t> flags;  // bool mask
   std::vector<int32_t> past, key_counts, rows;
+  std::vector<float> projections;  // hash: [Hkv, R, D, NB / 2]; hyper: [Hkv, 1, D, L]
+  std::vector<int32_t> buckets;    // hash: the CPU's method state, [B, Hkv, T, R]
   DeviceBuffer d_query, d_keys, d_values, d_output, d_mask, d_past, d_key_counts, d_rows, d_workspace;
+  DeviceBuffer d_projections, d_buckets;
 };
+
+AttentionParams MakeAttention(const Step& s, bool device, float* host_output = nullptr);
+SparseMethodParams MakeMethod(const Step& s, bool device);
 
 void Fill(Step& s) {
   const PrefillCase& c = s.c;
@@ -163,10 +183,28 @@ void Fill(Step& s) {
       x = v == -8 ? -std::numeric_limits<float>::infinity() : v / 4.0f;
     }
   }
+  if (SelectsRows(c.method)) {  // projections on a grid of halves (exact products with grid keys), or normal
+    const int64_t rounds = c.method == SparseMethod::kHash ? c.hash_rounds : 1;
+    s.projections.resize(Hkv * rounds * D * c.hash_half_buckets);
+    std::uniform_int_distribution<int> halves(-2, 2);
+    for (float& x : s.projections) x = c.values == Values::kNormal ? normal(rng) : halves(rng) / 2.0f;
+    s.d_projections.Upload(s.projections);
+  }
+  if (c.method == SparseMethod::kHash) {  // the keys' buckets, as the CPU's state update computes them
+    s.buckets.assign(B * Hkv * T * c.hash_rounds, -7);
+    std::vector<int32_t> no_past(B, 0);
+    AttentionParams a = MakeAttention(s, false);
+    a.past_lengths = no_past.data();
+    SparseMethodParams m = MakeMethod(s, false);
+    m.state.past = nullptr;
+    const Status built = cpu::UpdateMethodState(a, m, ParallelRunner());
+    EXPECT_TRUE(built.ok()) << built.message();
+    s.d_buckets.Upload(s.buckets);
+  }
   s.d_query.Upload(Encode(c.type, s.query));
   s.d_keys.Upload(Encode(c.type, s.keys));
   s.d_values.Upload(Encode(c.type, s.values));
-  s.d_output.Allocate(B * S * Hq * D * 2);
+  s.d_output.Allocate(B * S * Hq * D * DataTypeSize(c.type));
   cudaMemset(s.d_output.get(), 0xff, s.d_output.bytes());  // NaN everywhere: every element must be written
   if (c.mask == Mask::kBoolPerHead) s.d_mask.Upload(s.flags);
   if (c.mask == Mask::kAdditiveShort) s.d_mask.Upload(Encode(c.type, s.additive));
@@ -176,7 +214,7 @@ void Fill(Step& s) {
 }
 
 // The step's parameters: device pointers in the storage type, or host fp32 copies for the CPU.
-AttentionParams MakeAttention(const Step& s, bool device, float* host_output = nullptr) {
+AttentionParams MakeAttention(const Step& s, bool device, float* host_output) {
   const PrefillCase& c = s.c;
   const int64_t S = c.query_length, Hq = c.num_heads, Hkv = c.kv_num_heads, D = c.head_size, T = s.capacity;
   AttentionParams a;
@@ -222,12 +260,33 @@ AttentionParams MakeAttention(const Step& s, bool device, float* host_output = n
   return a;
 }
 
-SparseMethodParams MakeMethod(const PrefillCase& c) {
+SparseMethodParams MakeMethod(const Step& s, bool device) {
+  const PrefillCase& c = s.c;
   SparseMethodParams m;
   m.method = c.method;
   m.block_size = c.block_size;
   m.gamma = c.gamma;
   m.dense_below = c.dense_below;
+  m.budget = c.budget;
+  m.sink = c.sink;
+  m.window = c.window;
+  if (SelectsRows(c.method)) {
+    m.hash_projections = device ? static_cast<const float*>(s.d_projections.get()) : s.projections.data();
+    m.hash_rounds = c.method == SparseMethod::kHash ? c.hash_rounds : 1;
+    m.hash_half_buckets = c.hash_half_buckets;
+  }
+  if (c.method == SparseMethod::kHash) {  // raw queries = queries (no rotary); the keys' buckets as state
+    m.raw_query = device ? s.d_query.get() : static_cast<const void*>(s.query.data());
+    m.raw_query_strides[0] = c.query_length * c.num_heads * c.head_size;
+    m.raw_query_strides[1] = c.num_heads * c.head_size;
+    m.raw_query_strides[2] = c.head_size;
+    m.state.present = device ? s.d_buckets.get() : const_cast<int32_t*>(s.buckets.data());
+    m.state.width = c.hash_rounds;
+    m.state.present_rows = s.capacity;
+    m.state.present_strides[0] = c.kv_num_heads * s.capacity * c.hash_rounds;
+    m.state.present_strides[1] = s.capacity * c.hash_rounds;
+    m.state.present_strides[2] = c.hash_rounds;
+  }
   return m;
 }
 
@@ -246,14 +305,111 @@ class CudaPrefillTest : public ::testing::TestWithParam<PrefillCase> {
   }
 };
 
+// hash and hyper: the GPU's row selection against the CPU's SelectKeys (per (b, KV head, row) over
+// the keys the row may see), and the spans of the reference's selection, one tile per row: the
+// GPU's for the rows the workspace still describes (the last slab), the CPU's for the others.
+void CompareRowSelections(const Step& s, const AttentionParams& a, const SparseMethodParams& m, int64_t capacity,
+                          std::vector<int64_t>* span_offsets, std::vector<KeySpan>* spans) {
+  const PrefillCase& c = s.c;
+  const int64_t B = s.batch, S = c.query_length, Hkv = c.kv_num_heads;
+  const cuda::PrefillRowSelection view = cuda::DescribePrefillRowSelection(a, m, capacity, s.d_workspace.get());
+  ASSERT_NE(view.row_keys, nullptr);
+  ASSERT_GE(view.words * 32, capacity);
+  if (c.launch_capacity > 0) {
+    ASSERT_GT(view.first_row, 0) << "the case should run in several slabs";
+  } else {
+    ASSERT_EQ(view.first_row, 0) << "the case should run in one slab";
+  }
+  std::vector<uint32_t> bits(B * Hkv * view.slab_rows * view.words);
+  ASSERT_CUDA(cudaMemcpy(bits.data(), view.row_keys, bits.size() * 4, cudaMemcpyDeviceToHost));
+
+  std::vector<float> unused(B * S * c.num_heads * c.head_size);
+  const AttentionParams cpu_attention = MakeAttention(s, false, unused.data());
+  const SparseMethodParams cpu_method = MakeMethod(s, false);
+  cpu::SelectedKeys cpu_selected;
+  bool sparse = false;
+  const Status selected = cpu::SelectKeys(cpu_attention, cpu_method, Threads(), &cpu_selected, &sparse);
+  ASSERT_TRUE(selected.ok()) << selected.message();
+  ASSERT_TRUE(sparse);
+  int64_t gpu_keys = 0, cpu_keys = 0, common = 0, mismatched_rows = 0, compared_rows = 0, sparse_rows = 0;
+  std::string first_mismatch;
+  for (int64_t tile = 0; tile < B * Hkv * S; ++tile) {  // (b, KV head, row), as the CPU's tiles
+    const int64_t b = tile / (Hkv * S), h = tile / S % Hkv, row = tile % S;
+    const cpu::KeyRange visible = cpu::VisibleKeys(cpu_attention, b, row);
+    std::vector<uint8_t> want(visible.size(), 0);
+    for (const KeySpan& span : cpu_selected.tile(tile)) {
+      for (int64_t j = span.begin; j < span.end; ++j) {
+        ASSERT_TRUE(j >= visible.begin && j < visible.end) << "the CPU selects key " << j << " that row " << row << " cannot see";
+        want[j - visible.begin] = 1;
+      }
+    }
+    const bool described = row >= view.first_row;
+    std::vector<uint8_t> got = want;
+    if (described && !visible.empty()) {
+      const uint32_t* words = bits.data() + ((b * Hkv + h) * view.slab_rows + row - view.first_row) * view.words;
+      for (int64_t j = visible.begin; j < visible.end; ++j) got[j - visible.begin] = (words[j / 32] >> (j % 32)) & 1u;
+      ++compared_rows;
+      int64_t row_keys = 0;
+      for (size_t i = 0; i < got.size(); ++i) {
+        gpu_keys += got[i];
+        cpu_keys += want[i];
+        common += got[i] && want[i];
+        row_keys += want[i];
+      }
+      sparse_rows += row_keys < visible.size() ? 1 : 0;
+      if (got != want) {
+        ++mismatched_rows;
+        if (first_mismatch.empty()) {
+          std::ostringstream text;
+          text << "row (b, KV head, row) " << b << " " << h << " " << row << " sees [" << visible.begin << ", "
+               << visible.end << "); keys only the gpu selects:";
+          int listed = 0;
+          for (size_t i = 0; i < got.size() && listed < 20; ++i) {
+            if (got[i] && !want[i]) text << " " << visible.begin + static_cast<int64_t>(i), ++listed;
+          }
+          text << "; keys only the cpu selects:";
+          listed = 0;
+          for (size_t i = 0; i < got.size() && listed < 20; ++i) {
+            if (want[i] && !got[i]) text << " " << visible.begin + static_cast<int64_t>(i), ++listed;
+          }
+          first_mismatch = text.str();
+        }
+      }
+    }
+    for (size_t i = 0; i < got.size();) {  // the row's keys as spans
+      if (!got[i]) {
+        ++i;
+        continue;
+      }
+      size_t end = i;
+      while (end < got.size() && got[end]) ++end;
+      spans->push_back({static_cast<int32_t>(visible.begin + static_cast<int64_t>(i)),
+                        static_cast<int32_t>(visible.begin + static_cast<int64_t>(end))});
+      i = end;
+    }
+    span_offsets->push_back(static_cast<int64_t>(spans->size()));
+  }
+  ASSERT_GT(compared_rows, 0);
+  if (c.dense_below <= 1024) {
+    EXPECT_GT(sparse_rows, 0) << "no row of the case selects: it tests nothing sparse";
+  }
+  if (c.values == Values::kGrid) {
+    EXPECT_EQ(mismatched_rows, 0) << first_mismatch;
+  } else {
+    EXPECT_GE(common, cpu_keys * 99 / 100) << gpu_keys << " keys selected, " << cpu_keys << " by the CPU, " << common
+                                           << " in common; " << first_mismatch;
+  }
+}
+
 void RunPrefillCase(const PrefillCase& c) {
   Step s;
   s.c = c;
   Fill(s);
   ASSERT_CUDA(cudaGetLastError());
-  const int64_t B = s.batch, S = c.query_length, Hq = c.num_heads, D = c.head_size, T = s.capacity;
+  const int64_t B = s.batch, S = c.query_length, Hq = c.num_heads, D = c.head_size;
+  const int64_t T = c.launch_capacity > 0 ? c.launch_capacity : s.capacity;  // the capacity the GPU is told
   const AttentionParams a = MakeAttention(s, true);
-  const SparseMethodParams m = MakeMethod(c);
+  const SparseMethodParams m = MakeMethod(s, true);
   const Status supported = cuda::CheckPrefillSupport(a, m, T);
   ASSERT_TRUE(supported.ok()) << supported.message();
   const size_t workspace_bytes = cuda::PrefillWorkspaceBytes(a, m, T);
@@ -336,11 +492,20 @@ void RunPrefillCase(const PrefillCase& c) {
     selection.span_offsets = span_offsets.data();
     selection.spans = spans.data();
   }
+  const bool rows = SelectsRows(c.method);
+  if (rows) {
+    CompareRowSelections(s, a, m, T, &span_offsets, &spans);
+    if (::testing::Test::HasFatalFailure()) return;
+    selection.heads_per_tile = Hq / c.kv_num_heads;
+    selection.rows_per_tile = 1;
+    selection.span_offsets = span_offsets.data();
+    selection.spans = spans.data();
+  }
 
   // The CPU's exact attention (over the GPU's selection for block), fp32.
   std::vector<float> reference(B * S * Hq * D, -7.0f);
   AttentionParams reference_attention = MakeAttention(s, false, reference.data());
-  if (block) reference_attention.selection = &selection;
+  if (block || rows) reference_attention.selection = &selection;
   const Status attended = cpu::ExactAttention(reference_attention, Threads());
   ASSERT_TRUE(attended.ok()) << attended.message();
   double error = 0.0, rounding = 0.0;
@@ -381,27 +546,46 @@ PrefillCase BlockCase(const std::string& name) {
   return c;
 }
 
-// Type x head size, dense and block, GQA group 4, three sequences of different lengths.
+// A hash or hyper case: three sequences (a first prompt, a chunk after a past, a right-padded
+// chunk), most rows past dense_below.
+PrefillCase RowCase(SparseMethod method, const std::string& name) {
+  PrefillCase c;
+  c.name = std::string(method == SparseMethod::kHash ? "hash_" : "hyper_") + name;
+  c.method = method;
+  c.query_length = 300;
+  c.past = {0, 120, 400};
+  c.valid = {300, 300, 111};
+  return c;
+}
+
+// Type x head size, every prefill method, GQA group 4, three sequences of different lengths.
 std::vector<PrefillCase> TypeAndHeadSizeCases() {
   std::vector<PrefillCase> cases;
-  for (DataType type : {DataType::kFloat16, DataType::kBFloat16}) {
+  for (DataType type : {DataType::kFloat16, DataType::kBFloat16, DataType::kFloat32}) {
     for (int64_t D : {64, 80, 96, 128}) {
+      const std::string suffix = std::string(TypeName(type)) + "_D" + std::to_string(D);
       PrefillCase dense;
       dense.type = type;
       dense.head_size = D;
-      dense.name = std::string("dense_") + TypeName(type) + "_D" + std::to_string(D);
+      dense.name = "dense_" + suffix;
       cases.push_back(dense);
-      PrefillCase block = BlockCase(std::string("block_") + TypeName(type) + "_D" + std::to_string(D));
+      PrefillCase block = BlockCase("block_" + suffix);
       block.type = type;
       block.head_size = D;
       cases.push_back(block);
+      for (SparseMethod method : {SparseMethod::kHash, SparseMethod::kHyper}) {
+        PrefillCase rows = RowCase(method, suffix);
+        rows.type = type;
+        rows.head_size = D;
+        cases.push_back(rows);
+      }
     }
   }
   return cases;
 }
 INSTANTIATE_TEST_SUITE_P(TypesAndHeadSizes, CudaPrefillTest, ::testing::ValuesIn(TypeAndHeadSizeCases()), CaseName);
 
-// Group sizes 1 (MHA) to 8, fp16, D 128, dense and block.
+// Group sizes 1 (MHA) to 8, D 128, every prefill method.
 std::vector<PrefillCase> GroupCases() {
   std::vector<PrefillCase> cases;
   for (int64_t group : {1, 2, 3, 8}) {
@@ -413,6 +597,12 @@ std::vector<PrefillCase> GroupCases() {
     block.num_heads = 2 * group;
     block.type = DataType::kBFloat16;
     cases.push_back(block);
+    for (SparseMethod method : {SparseMethod::kHash, SparseMethod::kHyper}) {
+      PrefillCase rows = RowCase(method, "group" + std::to_string(group));
+      rows.num_heads = 2 * group;
+      rows.type = group % 2 == 0 ? DataType::kFloat16 : DataType::kBFloat16;
+      cases.push_back(rows);
+    }
   }
   return cases;
 }
@@ -422,11 +612,15 @@ INSTANTIATE_TEST_SUITE_P(Groups, CudaPrefillTest, ::testing::ValuesIn(GroupCases
 // prompts only, long chunks, and the decode-only methods (attended densely).
 std::vector<PrefillCase> OptionCases() {
   std::vector<PrefillCase> cases;
-  for (const char* method : {"dense", "block"}) {
-    const bool block = std::string(method) == "block";
+  for (const char* method : {"dense", "block", "hash", "hyper"}) {
+    const std::string name = method;
+    const bool block = name == "block";
     auto make = [&](const std::string& suffix) {
-      PrefillCase c = block ? BlockCase("") : PrefillCase();
-      c.name = std::string(method) + "_" + suffix;
+      PrefillCase c;
+      if (block) c = BlockCase("");
+      if (name == "hash") c = RowCase(SparseMethod::kHash, "");
+      if (name == "hyper") c = RowCase(SparseMethod::kHyper, "");
+      c.name = name + "_" + suffix;
       return c;
     };
     PrefillCase masked = make("BoolMaskPerHead");
@@ -440,7 +634,7 @@ std::vector<PrefillCase> OptionCases() {
     softcap.type = DataType::kBFloat16;
     cases.push_back(softcap);
     PrefillCase window = make("LocalWindow");
-    window.local_window = block ? 300 : 70;
+    window.local_window = block ? 300 : name == "dense" ? 70 : 200;
     cases.push_back(window);
     PrefillCase bidirectional = make("NonCausal");
     bidirectional.causal = false;
@@ -449,13 +643,17 @@ std::vector<PrefillCase> OptionCases() {
     extra.extra_keys = 29;
     cases.push_back(extra);
     PrefillCase extra_open = extra;
-    extra_open.name = std::string(method) + "_KeysBeyondRowsNonCausal";
+    extra_open.name = name + "_KeysBeyondRowsNonCausal";
     extra_open.causal = false;
     cases.push_back(extra_open);
     PrefillCase first = make("FirstPrompts");
     first.past = {0, 0};
     first.valid = {static_cast<int32_t>(first.query_length), static_cast<int32_t>(first.query_length) - 50};
     cases.push_back(first);
+    PrefillCase fp32_masked = make("Float32AdditiveMask");
+    fp32_masked.type = DataType::kFloat32;
+    fp32_masked.mask = Mask::kAdditiveShort;
+    cases.push_back(fp32_masked);
   }
   PrefillCase block128 = BlockCase("block_BlockSize128");
   block128.block_size = 128;
@@ -480,6 +678,44 @@ std::vector<PrefillCase> OptionCases() {
     c.name = method == SparseMethod::kTopK ? "topk_IsDense" : method == SparseMethod::kQuest ? "quest_IsDense" : "streaming_IsDense";
     cases.push_back(c);
   }
+  // hash: rounds and buckets (more than 32 buckets: several flag words per round); every row dense;
+  // no sink and no window.
+  PrefillCase many_buckets = RowCase(SparseMethod::kHash, "FourRounds64Buckets");
+  many_buckets.hash_rounds = 4;
+  many_buckets.hash_half_buckets = 32;
+  cases.push_back(many_buckets);
+  PrefillCase one_round = RowCase(SparseMethod::kHash, "OneRound4Buckets");
+  one_round.hash_rounds = 1;
+  one_round.hash_half_buckets = 2;
+  cases.push_back(one_round);
+  for (SparseMethod method : {SparseMethod::kHash, SparseMethod::kHyper}) {
+    PrefillCase dense_rows_only = RowCase(method, "DenseBelow100000");
+    dense_rows_only.dense_below = 100000;
+    cases.push_back(dense_rows_only);
+    PrefillCase no_window = RowCase(method, "NoSinkNoWindow");
+    no_window.sink = 0;
+    no_window.window = 0;
+    cases.push_back(no_window);
+    // The largest launch capacity, far beyond the cache: row bitmaps of 2^22 keys, the rows in
+    // slabs of 64.
+    PrefillCase slabs = RowCase(method, "Slabs");
+    slabs.launch_capacity = cuda::kMaxPrefillKeyTiles * 64;
+    cases.push_back(slabs);
+  }
+  // hyper: 4 hyperplanes (one sort pass, long runs of equal codes), 24 (three passes), a budget
+  // as a count, a budget whose picks exceed the middle.
+  PrefillCase few_bits = RowCase(SparseMethod::kHyper, "Bits4");
+  few_bits.hash_half_buckets = 4;
+  cases.push_back(few_bits);
+  PrefillCase many_bits = RowCase(SparseMethod::kHyper, "Bits24");
+  many_bits.hash_half_buckets = 24;
+  cases.push_back(many_bits);
+  PrefillCase count = RowCase(SparseMethod::kHyper, "Budget37Keys");
+  count.budget = 37.0f;
+  cases.push_back(count);
+  PrefillCase everything = RowCase(SparseMethod::kHyper, "BudgetWholeMiddle");
+  everything.budget = 1.0f;
+  cases.push_back(everything);
   return cases;
 }
 INSTANTIATE_TEST_SUITE_P(Options, CudaPrefillTest, ::testing::ValuesIn(OptionCases()), CaseName);
@@ -487,7 +723,7 @@ INSTANTIATE_TEST_SUITE_P(Options, CudaPrefillTest, ::testing::ValuesIn(OptionCas
 // Long prompts: many query and key blocks; normal values (selections compared by overlap).
 std::vector<PrefillCase> LongCases() {
   std::vector<PrefillCase> cases;
-  for (SparseMethod method : {SparseMethod::kDense, SparseMethod::kBlock}) {
+  for (SparseMethod method : {SparseMethod::kDense, SparseMethod::kBlock, SparseMethod::kHash, SparseMethod::kHyper}) {
     for (Values values : {Values::kGrid, Values::kNormal}) {
       PrefillCase c;
       c.method = method;
@@ -497,11 +733,19 @@ std::vector<PrefillCase> LongCases() {
       c.past = {1000, 0};
       c.valid = {3000, 2345};
       c.dense_below = 1024;
-      c.name = std::string(method == SparseMethod::kBlock ? "block" : "dense") +
-               (values == Values::kNormal ? "_LongNormal" : "_LongGrid");
+      c.window = 64;
+      c.budget = 0.0625f;
+      static const char* const kNames[] = {"dense", "block", "hash", "hyper"};
+      const int index = method == SparseMethod::kDense ? 0 : method == SparseMethod::kBlock ? 1
+                        : method == SparseMethod::kHash ? 2 : 3;
+      c.name = std::string(kNames[index]) + (values == Values::kNormal ? "_LongNormal" : "_LongGrid");
       cases.push_back(c);
     }
   }
+  PrefillCase fp32 = cases[2];  // block, grid
+  fp32.type = DataType::kFloat32;
+  fp32.name = "block_LongGridFloat32";
+  cases.push_back(fp32);
   return cases;
 }
 INSTANTIATE_TEST_SUITE_P(Long, CudaPrefillTest, ::testing::ValuesIn(LongCases()), CaseName);
@@ -530,17 +774,35 @@ TEST(CudaPrefillSupport, RefusesWhatItDoesNotHandle) {
     EXPECT_FALSE(status.ok()) << text;
     EXPECT_NE(status.message().find(text), std::string::npos) << status.message();
   };
-  AttentionParams fp32 = a;
-  fp32.type = DataType::kFloat32;
-  refused(fp32, m, "float32");
+  AttentionParams integer = a;
+  integer.type = DataType::kInt32;
+  refused(integer, m, "int32");
   AttentionParams odd = a;
   odd.head_size = odd.v_head_size = 72;
   refused(odd, m, "72");
   for (SparseMethod method : {SparseMethod::kHash, SparseMethod::kHyper}) {
-    SparseMethodParams unsupported;
-    unsupported.method = method;
-    refused(a, unsupported, method == SparseMethod::kHash ? "hash" : "hyper");
+    SparseMethodParams no_projections;
+    no_projections.method = method;
+    refused(a, no_projections, "projections");
   }
+  const float projections[1] = {};
+  SparseMethodParams too_many_buckets;
+  too_many_buckets.method = SparseMethod::kHash;
+  too_many_buckets.hash_projections = projections;
+  too_many_buckets.hash_rounds = 5;
+  too_many_buckets.hash_half_buckets = 512;
+  too_many_buckets.state.width = 5;
+  refused(a, too_many_buckets, "5 rounds of 1024 buckets");
+  SparseMethodParams no_state = too_many_buckets;
+  no_state.hash_rounds = no_state.state.width = 2;
+  no_state.hash_half_buckets = 8;
+  refused(a, no_state, "method state");
+  SparseMethodParams wide_hyper;
+  wide_hyper.method = SparseMethod::kHyper;
+  wide_hyper.hash_projections = projections;
+  wide_hyper.hash_rounds = 1;
+  wide_hyper.hash_half_buckets = 25;
+  refused(a, wide_hyper, "25");
   SparseMethodParams small;
   small.method = SparseMethod::kBlock;
   small.block_size = 32;
@@ -548,7 +810,7 @@ TEST(CudaPrefillSupport, RefusesWhatItDoesNotHandle) {
   AttentionParams misaligned = a;
   misaligned.key_strides[2] = misaligned.value_strides[2] = 68;
   refused(misaligned, m, "68");
-  EXPECT_EQ(cuda::LaunchPrefill(fp32, m, 200, nullptr, 0, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::LaunchPrefill(integer, m, 200, nullptr, 0, nullptr), cudaErrorInvalidValue);
   SparseMethodParams block;
   block.method = SparseMethod::kBlock;
   EXPECT_GT(cuda::PrefillWorkspaceBytes(a, block, 200), 0u);

@@ -80,21 +80,57 @@ struct Results {
   std::vector<double> output, present_key, present_value;
 };
 
-// `hyperplanes`: hyper's method_data_0 ([Hkv, 1, D, L]), empty for the other methods.
-Results RunStep(ExpandedCase& e, const std::string& method, bool cuda, std::vector<float>* hyperplanes = nullptr) {
+// A method's method_data_0 (hash: [Hkv, R, D, NB / 2] projections; hyper: [Hkv, 1, D, L]).
+struct MethodData {
+  std::vector<float> values;
+  std::vector<int64_t> shape;
+};
+
+// Projections whose every column picks one dimension of the head, with a sign: each product is one
+// element of the query or key, exactly, whatever order the kernels sum in, so that the CPU and the
+// CUDA op compute the same buckets and codes. `rounds` = 1 and `columns` = L for hyper.
+MethodData OneHotProjections(const AttentionCase& c, int64_t rounds, int64_t columns) {
+  MethodData data;
+  const int64_t Hkv = c.kv_num_heads, D = c.head_size;
+  data.shape = {Hkv, rounds, D, columns};
+  data.values.assign(Hkv * rounds * D * columns, 0.0f);
+  for (int64_t h = 0; h < Hkv; ++h) {
+    for (int64_t r = 0; r < rounds; ++r) {
+      for (int64_t i = 0; i < columns; ++i) {
+        const int64_t d = (11 * i + 5 * r + 3 * h) % D;
+        data.values[((h * rounds + r) * D + d) * columns + i] = (i + r) % 2 == 0 ? 1.0f : -1.0f;
+      }
+    }
+  }
+  return data;
+}
+
+// The method data a method needs in these tests (none for most).
+const MethodData* DataOf(const AttentionCase& c, const std::string& method, MethodData* storage) {
+  if (method == "hash") {
+    *storage = OneHotProjections(c, 2, 8);  // 2 rounds of 16 buckets
+    return storage;
+  }
+  if (method == "hyper") {
+    *storage = OneHotProjections(c, 1, 8);  // 8 hyperplanes
+    return storage;
+  }
+  return nullptr;
+}
+
+Results RunStep(ExpandedCase& e, const std::string& method, bool cuda, const MethodData* method_data = nullptr) {
   Step step;
   step.attributes = Attributes(e, method);
   AddInputs(e, &step);
-  if (hyperplanes != nullptr) {
-    const std::vector<int64_t> shape = {e.attributes.kv_num_heads, 1, static_cast<int64_t>(e.problem.head_size),
-                                        static_cast<int64_t>(hyperplanes->size()) / (e.attributes.kv_num_heads *
-                                                                                     static_cast<int64_t>(e.problem.head_size))};
+  std::vector<float> method_values;  // the tensor's buffer, alive until the run
+  if (method_data != nullptr) {
+    method_values = method_data->values;
     step.inputs.resize(attention::kMethodData0, "");
     step.inputs.push_back(attention::InputName(attention::kMethodData0));
     step.graph_inputs.push_back({attention::InputName(attention::kMethodData0), OnnxType(DataType::kFloat32)});
     const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeDefault);
-    step.values.push_back(Ort::Value::CreateTensor<float>(cpu, hyperplanes->data(), hyperplanes->size(), shape.data(),
-                                                          shape.size()));
+    step.values.push_back(Ort::Value::CreateTensor<float>(cpu, method_values.data(), method_values.size(),
+                                                          method_data->shape.data(), method_data->shape.size()));
   }
   const std::vector<std::string> outputs = {"output", "present_key", "present_value"};
   for (const std::string& name : outputs) step.graph_outputs.push_back({name, OnnxType(e.inputs[0].type)});
@@ -130,8 +166,10 @@ AttentionCase Decode(DataType type, RotaryKind rotary) {
 void ExpectCudaMatchesCpu(const AttentionCase& c, const char* method) {
   ExpandedCase cuda_inputs = Expand(c, SeedOf(c));
   ExpandedCase cpu_inputs = Expand(c, SeedOf(c));
-  const Results gpu = RunStep(cuda_inputs, method, /*cuda=*/true);
-  const Results cpu = RunStep(cpu_inputs, method, /*cuda=*/false);
+  MethodData storage;
+  const MethodData* method_data = DataOf(c, method, &storage);
+  const Results gpu = RunStep(cuda_inputs, method, /*cuda=*/true, method_data);
+  const Results cpu = RunStep(cpu_inputs, method, /*cuda=*/false, method_data);
   ExpectMatches("present_key", c.type, gpu.present_key, cpu.present_key, cpu.present_key);
   ExpectMatches("present_value", c.type, gpu.present_value, cpu.present_value, cpu.present_value);
   if (std::string(method) == "dense") {
@@ -180,12 +218,12 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Prefill steps (S > 1): a chunk appended in place to a shared-buffer cache after a past of a
 // different length per sequence (GroupQueryAttention), a right-padded first prompt, and a chunk
-// after a concatenated past (ONNX Attention).
+// after a concatenated past (ONNX Attention); fp16, or fp32.
 enum class PrefillKind { kSharedChunk, kPaddedFirstPrompt, kConcatenatedPast };
 
-AttentionCase Prefill(PrefillKind kind, RotaryKind rotary) {
+AttentionCase Prefill(PrefillKind kind, RotaryKind rotary, DataType type = DataType::kFloat16) {
   AttentionCase c;
-  c.type = DataType::kFloat16;
+  c.type = type;
   c.batch = 2;
   c.num_heads = 8;
   c.kv_num_heads = 2;
@@ -219,6 +257,7 @@ struct CudaPrefillCase {
   PrefillKind kind;
   RotaryKind rotary;
   const char* method;
+  DataType type = DataType::kFloat16;
 };
 
 class OrtCudaPrefillTest : public ::testing::TestWithParam<CudaPrefillCase> {};
@@ -226,15 +265,16 @@ class OrtCudaPrefillTest : public ::testing::TestWithParam<CudaPrefillCase> {};
 std::string PrefillCaseName(const ::testing::TestParamInfo<CudaPrefillCase>& info) {
   static const char* const kKinds[] = {"SharedChunk", "PaddedFirstPrompt", "ConcatenatedPast"};
   return std::string(info.param.method) + "_" + kKinds[static_cast<int>(info.param.kind)] +
-         (info.param.rotary == RotaryKind::kNone ? "" : "_rotary");
+         (info.param.rotary == RotaryKind::kNone ? "" : "_rotary") +
+         (info.param.type == DataType::kFloat32 ? "_fp32" : "");
 }
 
 // Dense prefill matches the fp64 reference within the error of a low-precision one; every method
-// matches the CPU provider's result of the same model (block: the same block selection).
+// matches the CPU provider's result of the same model (block, hash, hyper: the same selection).
 TEST_P(OrtCudaPrefillTest, MatchesTheCpuProviderAndTheReference) {
   SKIP_WITHOUT_CUDA();
   const CudaPrefillCase& p = GetParam();
-  ExpectCudaMatchesCpu(Prefill(p.kind, p.rotary), p.method);
+  ExpectCudaMatchesCpu(Prefill(p.kind, p.rotary, p.type), p.method);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -247,32 +287,31 @@ INSTANTIATE_TEST_SUITE_P(
                       CudaPrefillCase{PrefillKind::kPaddedFirstPrompt, RotaryKind::kNone, "block"},
                       CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kNone, "topk"},
                       CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kHalfSplit, "quest"},
-                      CudaPrefillCase{PrefillKind::kConcatenatedPast, RotaryKind::kNone, "streaming"}),
+                      CudaPrefillCase{PrefillKind::kConcatenatedPast, RotaryKind::kNone, "streaming"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kNone, "hash"},
+                      CudaPrefillCase{PrefillKind::kPaddedFirstPrompt, RotaryKind::kNone, "hash"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kHalfSplit, "hyper"},
+                      CudaPrefillCase{PrefillKind::kConcatenatedPast, RotaryKind::kNone, "hyper"},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kNone, "dense", DataType::kFloat32},
+                      CudaPrefillCase{PrefillKind::kPaddedFirstPrompt, RotaryKind::kNone, "block", DataType::kFloat32},
+                      CudaPrefillCase{PrefillKind::kConcatenatedPast, RotaryKind::kNone, "hash", DataType::kFloat32},
+                      CudaPrefillCase{PrefillKind::kSharedChunk, RotaryKind::kHalfSplit, "hyper", DataType::kFloat32}),
     PrefillCaseName);
 
 // What CUDA prefill does not run is refused with ORT_NOT_IMPLEMENTED and a message that says so.
-void ExpectNotImplemented(ExpandedCase& e, const std::string& method, const std::string& text,
-                          std::vector<float>* hyperplanes = nullptr) {
-  try {
-    RunStep(e, method, /*cuda=*/true, hyperplanes);
-    FAIL() << method << " prefill ran on CUDA";
-  } catch (const Ort::Exception& error) {
-    EXPECT_EQ(error.GetOrtErrorCode(), ORT_NOT_IMPLEMENTED) << error.what();
-    EXPECT_NE(std::string(error.what()).find(text), std::string::npos) << error.what();
-  }
-}
-
-TEST(OrtCudaSessionErrors, PrefillOfHyperAndFloat32IsNotImplemented) {
+TEST(OrtCudaSessionErrors, PrefillOfOtherHeadSizesIsNotImplemented) {
   SKIP_WITHOUT_CUDA();
   AttentionCase c = Prefill(PrefillKind::kSharedChunk, RotaryKind::kNone);
+  c.name = "CudaPrefillHeadSize32";
+  c.head_size = 32;
   ExpandedCase e = Expand(c, SeedOf(c));
-  std::vector<float> hyperplanes(c.kv_num_heads * c.head_size * 8);
-  for (size_t i = 0; i < hyperplanes.size(); ++i) hyperplanes[i] = static_cast<float>((i * 37) % 11) - 5.0f;
-  ExpectNotImplemented(e, "hyper", "method hyper has no CUDA prefill yet", &hyperplanes);
-  c.type = DataType::kFloat32;
-  c.name = "CudaPrefillFloat32";
-  ExpandedCase fp32 = Expand(c, SeedOf(c));
-  ExpectNotImplemented(fp32, "dense", "float32");
+  try {
+    RunStep(e, "dense", /*cuda=*/true);
+    FAIL() << "a prefill of head size 32 ran on CUDA";
+  } catch (const Ort::Exception& error) {
+    EXPECT_EQ(error.GetOrtErrorCode(), ORT_NOT_IMPLEMENTED) << error.what();
+    EXPECT_NE(std::string(error.what()).find("head size 32"), std::string::npos) << error.what();
+  }
 }
 
 }  // namespace
