@@ -12,8 +12,9 @@
 // averaged over query heads), the needles attended, and the output's error relative to dense.
 //   attention_decode_bench_cuda [--contexts 4096,...] [--batches 1,8] [--budget 0.0625]
 //                               [--methods dense,topk,...] [--steps 50] [--page-size 16]
-//                               [--rank 32] [--csv FILE]
-// (--csv appends device,batch,context,method,ms,bytes_read,recall,rel_error rows.)
+//                               [--rank 32] [--csv FILE] [--label SUFFIX]
+// (--csv appends device,batch,context,method,ms,bytes_read,recall,rel_error rows; --label appends
+// SUFFIX to the method names, to tell runs with other parameters apart.)
 // (--methods without dense leaves the speed-up and error columns empty.)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -464,6 +465,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> methods;
   Settings settings;
   const char* csv_path = nullptr;
+  std::string label;
   int steps = 50;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -473,6 +475,7 @@ int main(int argc, char** argv) {
     else if (flag == "--page-size") settings.page_size = std::atoll(argv[i + 1]);
     else if (flag == "--rank") settings.rank = std::atoll(argv[i + 1]);
     else if (flag == "--csv") csv_path = argv[i + 1];
+    else if (flag == "--label") label = argv[i + 1];
     else if (flag == "--steps") steps = std::atoi(argv[i + 1]);
     else if (flag == "--methods") {
       for (const char* p = argv[i + 1]; *p != '\0';) {
@@ -562,14 +565,15 @@ int main(int argc, char** argv) {
         }
         const double read = BytesRead(p, m, attended);
         std::printf("%5lld %8lld %-10s %10.4f %10.4f %7.2fx %10.1f %8.0f %8.4f %8s %10.2e\n",
-                    static_cast<long long>(batch), static_cast<long long>(length), method.name, ms, graph_ms,
+                    static_cast<long long>(batch), static_cast<long long>(length), (method.name + label).c_str(), ms, graph_ms,
                     dense_ms / ms, read / 1e6, read / (ms * 1e-3) / 1e9, mean_recall,
                     needles > 0 ? (std::to_string(needles_found) + "/" + std::to_string(needles)).c_str() : "-",
                     error / std::max(scale, 1e-30));
         std::fflush(stdout);
         if (csv != nullptr) {
           std::fprintf(csv, "%s,%lld,%lld,%s,%.5f,%.0f,%.4f,%.3e\n", properties.name, static_cast<long long>(batch),
-                       static_cast<long long>(length), method.name, ms, read, mean_recall, error / std::max(scale, 1e-30));
+                       static_cast<long long>(length), (method.name + label).c_str(), ms, read, mean_recall,
+                       error / std::max(scale, 1e-30));
           std::fflush(csv);
         }
       }

@@ -24,7 +24,8 @@
 //   attention_prefill_bench_cuda [--contexts 8192,32768,131072] [--methods dense,block,hash,hyper]
 //                                [--steps 3] [--block-size 64] [--gamma 0.95] [--gap 8]
 //                                [--recall-rows 256] [--budget 0.0625] [--hash-rounds 2]
-//                                [--hash-buckets 16] [--hyper-bits 12]
+//                                [--hash-buckets 16] [--hyper-bits 12] [--csv FILE]
+// (--csv appends device,batch,context,method,ms,tflops,kept,recall rows.)
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -230,6 +231,8 @@ struct Options {
   int recall_rows = 256;
   float budget = 0.0625f;
   int hash_rounds = 2, hash_buckets = 16, hyper_bits = 12;
+  std::FILE* csv = nullptr;  // --csv FILE: rows appended per method and context
+  std::string device;
 };
 
 std::vector<std::string> Split(const char* text) {
@@ -275,6 +278,15 @@ Options Parse(int argc, char** argv) {
       o.hash_buckets = std::atoi(value);
     } else if (flag == "--hyper-bits") {
       o.hyper_bits = std::atoi(value);
+    } else if (flag == "--csv") {
+      std::FILE* existing = std::fopen(value, "r");
+      if (existing != nullptr) std::fclose(existing);
+      o.csv = std::fopen(value, "a");
+      if (o.csv == nullptr) {
+        std::fprintf(stderr, "cannot open %s for appending\n", value);
+        std::exit(2);
+      }
+      if (existing == nullptr) std::fprintf(o.csv, "device,batch,context,method,ms,tflops,kept,recall\n");
     } else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       std::exit(2);
@@ -391,6 +403,7 @@ void RunContext(const Options& o, int64_t T) {
     std::printf("%8lld  %-6s %10.3f ms %8.1f TFLOP/s(causal-dense equiv.)", static_cast<long long>(S), name.c_str(), ms,
                 flops / (ms * 1e-3) / 1e12);
     if (dense_ms > 0.0 && m.method != SparseMethod::kDense) std::printf("  %6.2fx vs dense", dense_ms / ms);
+    double csv_kept = 1.0, csv_recall = 1.0;
     if (m.method != SparseMethod::kDense) {
       Selection selection;
       int64_t first_sampled_row = 0;
@@ -443,6 +456,8 @@ void RunContext(const Options& o, int64_t T) {
       for (float r : recalls) mean += r, low = std::min<double>(low, r);
       for (float c : counts) attended_keys += c;
       mean /= static_cast<double>(recalls.size());
+      csv_kept = kept_fraction >= 0.0 ? kept_fraction : attended_keys / visible_keys;
+      csv_recall = mean;
       if (kept_fraction >= 0.0) {
         std::printf("  kept %.4f of visible blocks", kept_fraction);
       } else {
@@ -466,6 +481,11 @@ void RunContext(const Options& o, int64_t T) {
     }
     std::printf("\n");
     std::fflush(stdout);
+    if (o.csv != nullptr) {
+      std::fprintf(o.csv, "%s,1,%lld,%s,%.4f,%.1f,%.4f,%.4f\n", o.device.c_str(), static_cast<long long>(S), name.c_str(), ms,
+                   flops / (ms * 1e-3) / 1e12, csv_kept, csv_recall);
+      std::fflush(o.csv);
+    }
     CHECK_CUDA(cudaEventDestroy(start));
     CHECK_CUDA(cudaEventDestroy(stop));
   }
@@ -474,13 +494,15 @@ void RunContext(const Options& o, int64_t T) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = Parse(argc, argv);
+  Options o = Parse(argc, argv);
   cudaDeviceProp properties;
   CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
+  o.device = properties.name;
   std::printf("%s: OrtSparse CUDA prefill, fp16, B=1, Hq=%d Hkv=%d D=%d, causal, S=T; block_size %lld, gamma %.2f; "
               "budget %.4f, hash %d rounds x %d buckets, hyper %d bits; planted topics (gap %.1f)\n",
               properties.name, kHeads, kKvHeads, kHeadSize, static_cast<long long>(o.block_size), o.gamma, o.budget,
               o.hash_rounds, o.hash_buckets, o.hyper_bits, o.gap);
   for (int64_t T : o.contexts) RunContext(o, T);
+  if (o.csv != nullptr) std::fclose(o.csv);
   return 0;
 }
