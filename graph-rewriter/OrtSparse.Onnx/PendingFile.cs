@@ -6,15 +6,18 @@ namespace OrtSparse.Onnx;
 /// renames it over the destination, which the file system does atomically, so readers see either the
 /// old file or the complete new one.
 /// </summary>
-internal sealed class PendingFile : IDisposable
+public sealed class PendingFile : IDisposable
 {
     private readonly string _destination;
     private readonly string _tempPath;
     private readonly FileStream _stream;
     private bool _committed;
 
+    /// <summary>Opens a temporary file beside <paramref name="destination"/> (creating its folder).</summary>
+    /// <param name="destination">The file the content is for.</param>
     public PendingFile(string destination)
     {
+        ArgumentException.ThrowIfNullOrEmpty(destination);
         _destination = destination;
         var folder = Path.GetDirectoryName(destination)!;
         Directory.CreateDirectory(folder);
@@ -34,6 +37,7 @@ internal sealed class PendingFile : IDisposable
         _committed = true;
     }
 
+    /// <summary>Closes the temporary file, and deletes it unless it was committed.</summary>
     public void Dispose()
     {
         _stream.Dispose();
