@@ -31,9 +31,9 @@ public static class CliApp
                                              save the queries, keys and values of a real sequence
           check MODEL DATASET_DIR... [--atol A] [--rtol R] [--device cpu|cuda] [--threads N]
                                              run MODEL on ONNX test data sets and compare outputs
-          bench attention [--context T] [--batch B] [--heads H] [--kv-heads K] [--head-dim D]
-                          [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16]
-                          [--steps N] [--warmup N] [--threads N] [--json] [--compare-onnxruntime]
+          bench attention [--device cpu|cuda] [--context T] [--batch B] [--heads H] [--kv-heads K] [--head-dim D]
+                          [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16|bf16]
+                          [--steps N] [--warmup N] [--threads N] [--json] [--csv FILE] [--compare-onnxruntime]
                                              time a decode step of every method against dense
           plot DATA.csv -o OUT.png --x COLUMN --y COLUMN [--series COLUMN] [--where COLUMN=VALUE ...]
                [--log-x] [--log-y] [--baseline SERIES ...] [--title TEXT] [--x-label TEXT] [--y-label TEXT]

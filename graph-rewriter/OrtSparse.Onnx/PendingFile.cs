@@ -17,6 +17,7 @@ public sealed class PendingFile : IDisposable
     /// <param name="destination">The file to create or replace on <see cref="Commit"/>.</param>
     public PendingFile(string destination)
     {
+        ArgumentException.ThrowIfNullOrEmpty(destination);
         _destination = destination;
         var folder = Path.GetDirectoryName(destination)!;
         Directory.CreateDirectory(folder);

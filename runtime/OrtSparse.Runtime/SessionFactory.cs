@@ -56,15 +56,32 @@ public static class SessionFactory
         return new InferenceSession(modelPath, options);
     }
 
-    private static void AppendCuda(SessionOptions options, SessionConfig config)
+    /// <summary>
+    /// The CUDA device that <paramref name="config"/> names (<see cref="SessionConfig.CudaDeviceId"/>),
+    /// registering ONNX Runtime's CUDA provider with the environment on first use.
+    /// </summary>
+    /// <param name="config">The provider path and device ordinal; null means the defaults.</param>
+    /// <exception cref="FileNotFoundException">The CUDA provider library is not where <see cref="NativeLibraries.ResolveCudaProvider"/> looks.</exception>
+    /// <exception cref="InvalidOperationException">The provider does not load, sees no GPU, or another provider is already registered.</exception>
+    public static OrtEpDevice GetCudaDevice(SessionConfig? config = null)
     {
+        config ??= new SessionConfig { Device = ExecutionDevice.Cuda };
         var env = OrtEnv.Instance();
         var providerPath = NativeLibraries.ResolveCudaProvider(config.CudaProviderPath);
         lock (CudaRegistrationLock)
         {
             if (_registeredCudaProvider is null)
             {
-                env.RegisterExecutionProviderLibrary(CudaRegistrationName, providerPath);
+                try
+                {
+                    env.RegisterExecutionProviderLibrary(CudaRegistrationName, providerPath);
+                }
+                catch (OnnxRuntimeException e)
+                {
+                    throw new InvalidOperationException(
+                        $"The CUDA provider {providerPath} did not load (are the CUDA libraries it links, libcudart, libcublas, libcublasLt and " +
+                        $"libcurand, on the library path?): {e.Message}", e);
+                }
                 _registeredCudaProvider = providerPath;
             }
             else if (_registeredCudaProvider != providerPath)
@@ -82,6 +99,30 @@ public static class SessionFactory
                 ? $"The CUDA provider ({providerPath}) found no GPU on this machine."
                 : $"CudaDeviceId ({config.CudaDeviceId}) is out of range: the CUDA provider sees {cudaDevices.Count} GPU(s).");
         }
-        options.AppendExecutionProvider(env, new[] { cudaDevices[config.CudaDeviceId] }, new Dictionary<string, string>());
+        return cudaDevices[config.CudaDeviceId];
     }
+
+    /// <summary>
+    /// An allocator of the memory that the kernels of <paramref name="config"/>'s device read: host
+    /// memory for the CPU; for CUDA, the GPU's memory through the environment's shared allocator,
+    /// which outlives sessions. Tensors it allocates bind through <see cref="OrtIoBinding"/> without
+    /// copies; <see cref="OrtEnv.CopyTensors"/> fills them from host tensors. The environment owns it:
+    /// do not dispose it.
+    /// </summary>
+    /// <param name="config">The device; null means CPU.</param>
+    public static OrtAllocator GetDeviceAllocator(SessionConfig? config = null)
+    {
+        if (config is null || config.Device == ExecutionDevice.Cpu)
+        {
+            return OrtAllocator.DefaultInstance;
+        }
+        var device = GetCudaDevice(config);
+        var env = OrtEnv.Instance();
+        // Registering a provider library creates shared allocators for its devices; create one only if it did not.
+        return env.GetSharedAllocator(device.GetMemoryInfo(OrtDeviceMemoryType.DEFAULT))
+               ?? env.CreateSharedAllocator(device, OrtDeviceMemoryType.DEFAULT, OrtAllocatorType.DeviceAllocator, new Dictionary<string, string>());
+    }
+
+    private static void AppendCuda(SessionOptions options, SessionConfig config) =>
+        options.AppendExecutionProvider(OrtEnv.Instance(), new[] { GetCudaDevice(config) }, new Dictionary<string, string>());
 }

@@ -141,15 +141,19 @@ public sealed class CliTests : IDisposable
         Assert.Contains(message, result.Err);
     }
 
+    /// <summary>The checkout: above the test assembly, or, for tests published outside it (the GPU host), above the working directory.</summary>
     internal static string RepositoryRoot()
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        foreach (var start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
         {
-            if (File.Exists(Path.Combine(dir.FullName, "OrtSparse.sln")))
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                return dir.FullName;
+                if (File.Exists(Path.Combine(dir.FullName, "OrtSparse.sln")))
+                {
+                    return dir.FullName;
+                }
             }
         }
-        throw new InvalidOperationException($"no OrtSparse.sln above {AppContext.BaseDirectory}");
+        throw new InvalidOperationException($"no OrtSparse.sln above {AppContext.BaseDirectory} or {Environment.CurrentDirectory}");
     }
 }

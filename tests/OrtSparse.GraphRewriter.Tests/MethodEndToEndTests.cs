@@ -7,7 +7,9 @@ namespace OrtSparse.GraphRewriter.Tests;
 /// (chunked prefill after a cache, and a decode step), with the state inputs left to their empty
 /// defaults so the op rebuilds the state from the cache. With sparsity forced on (dense_below 0)
 /// and a budget covering the whole cache, a method must reproduce ONNX Runtime's dense outputs;
-/// hash, whose candidates are bucket matches whatever the budget, must not.
+/// hash, whose candidates are bucket matches whatever the budget, must not. With
+/// ORTSPARSE_TEST_DEVICE=cuda the op runs on the CUDA provider on the decode data set only: the
+/// sample model is fp32, and the CUDA op prefills in fp16 and bf16 only.
 /// </summary>
 public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Calibrated>
 {
@@ -36,15 +38,26 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
 
     private static string Sample => Path.Combine(CliTests.RepositoryRoot(), "models", "sample", "model.onnx");
 
+    // The sample's data sets: 0 a chunked prefill, 1 a decode step; five outputs each.
+    private static string DataSets => Path.Combine(CliTests.RepositoryRoot(), "models", "sample", TestDevice.IsCuda ? "test_data_set_1" : "");
+
+    private static string AllMatch => $"all {(TestDevice.IsCuda ? 5 : 10)} outputs match";
+
+    // The golden outputs come from ONNX Runtime's CPU kernels. On CUDA the model's fp32 MatMuls run
+    // in TF32 (10-bit mantissa, ONNX Runtime's default there), which moves outputs by up to ~1e-3
+    // relative; a wrong selection moves them by more than 0.1.
+    private static string[] Tolerances => TestDevice.IsCuda ? ["--atol", "1e-3", "--rtol", "1e-2"] : ["--atol", "2e-5", "--rtol", "1e-3"];
+
     private (int Code, string Out) PatchAndCheck(string method, params string[] parameters)
     {
+        TestDevice.EnsureOpRunsThere();
         var output = Path.Combine(_calibrated.Folder, $"{method}-{string.Join("_", parameters).Replace("-", "")}.onnx");
         var stderr = new StringWriter();
         var patch = CliApp.Run(["patch", Sample, "-o", output, "--method", method, "--calibration", _calibrated.File, .. parameters], new StringWriter(), stderr);
         Assert.True(patch == 0, stderr.ToString());
         var stdout = new StringWriter();
         stderr = new StringWriter();
-        var code = CliApp.Run(["check", output, Path.Combine(CliTests.RepositoryRoot(), "models", "sample"), "--atol", "2e-5", "--rtol", "1e-3"], stdout, stderr);
+        var code = CliApp.Run(["check", output, DataSets, .. Tolerances, .. TestDevice.CliArgs], stdout, stderr);
         return (code, stdout + stderr.ToString());
     }
 
@@ -57,7 +70,7 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
     {
         var (code, output) = PatchAndCheck(method, "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
         Assert.True(code == 0, output);
-        Assert.Contains("all 10 outputs match", output);
+        Assert.Contains(AllMatch, output);
     }
 
     /// <summary>Each layer its own method, calibration tensors of its layer and shared parameters.</summary>
@@ -66,7 +79,7 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
     {
         var (code, output) = PatchAndCheck("dense", "--layer-method", "0=loki:rank=16,1=saap", "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
         Assert.True(code == 0, output);
-        Assert.Contains("all 10 outputs match", output);
+        Assert.Contains(AllMatch, output);
     }
 
     [Fact]
@@ -89,15 +102,17 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
     [Fact]
     public void HyperPrefillOfShortRowsIsDense()
     {
+        SkipOnCudaForHyper();
         // Rows shorter than dense_below (the default 1024) are attended densely; decode steps always are.
         var (code, output) = PatchAndCheck("hyper");
         Assert.True(code == 0, output);
-        Assert.Contains("all 10 outputs match", output);
+        Assert.Contains(AllMatch, output);
     }
 
     [Fact]
     public void HyperRunsAndIsSparse()
     {
+        SkipOnCudaForHyper();
         var (code, output) = PatchAndCheck("hyper", "--dense_below", "0", "--sink", "1", "--window", "1", "--bits", "4");
         Assert.Equal(CliApp.Failed, code);
         Assert.Contains("outputs mismatch", output);
@@ -110,5 +125,13 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
         var (code, output) = PatchAndCheck("hash", "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
         Assert.Equal(CliApp.Failed, code);
         Assert.Contains("outputs mismatch", output);
+    }
+
+    private static void SkipOnCudaForHyper()
+    {
+        if (TestDevice.IsCuda)
+        {
+            Assert.Skip("hyper is sparse in prefill only, and the CUDA op has no hyper prefill (docs/ops.md); its decode steps are dense");
+        }
     }
 }

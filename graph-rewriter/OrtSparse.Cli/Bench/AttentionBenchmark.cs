@@ -1,10 +1,7 @@
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Onnx;
 using OrtSparse.Calibration;
 using OrtSparse.GraphRewriter;
-using OrtSparse.Onnx;
 using OrtSparse.Runtime;
 using DataType = Onnx.TensorProto.Types.DataType;
 
@@ -13,6 +10,9 @@ namespace OrtSparse.Cli.Bench;
 /// <summary>What <see cref="AttentionBenchmark.Run"/> measures.</summary>
 public sealed record AttentionBenchSettings
 {
+    /// <summary>Where the steps run: every tensor of a step lives in this device's memory.</summary>
+    public ExecutionDevice Device { get; init; } = ExecutionDevice.Cpu;
+
     /// <summary>Batch size.</summary>
     public int Batch { get; init; } = 1;
 
@@ -28,7 +28,7 @@ public sealed record AttentionBenchSettings
     /// <summary>Head size.</summary>
     public int HeadDim { get; init; } = 128;
 
-    /// <summary>float or float16.</summary>
+    /// <summary>float, float16 or (CUDA only) bfloat16.</summary>
     public DataType ElementType { get; init; } = DataType.Float;
 
     /// <summary>Methods to time; dense is always timed first as the baseline.</summary>
@@ -51,6 +51,9 @@ public sealed record AttentionBenchSettings
 
     /// <summary>Seed of the synthetic inputs and calibration.</summary>
     public int Seed { get; init; }
+
+    /// <summary>Also time ONNX Runtime's own GroupQueryAttention on the same step (<see cref="AttentionBenchReport.GroupQueryAttention"/>).</summary>
+    public bool CompareGroupQueryAttention { get; init; }
 }
 
 /// <summary>One method's decode step, measured against dense in the same run.</summary>
@@ -64,41 +67,79 @@ public sealed record AttentionBenchSettings
 /// <param name="TopkOverlap">|S ∩ S_topk| / |S ∪ S_topk| (Jaccard) of the attended keys, when topk ran.</param>
 public sealed record AttentionBenchResult(string Method, double MedianMs, double SpeedupVsDense, double BytesRead, double Recall, double? NeedleRecall, double RelativeError, double? TopkOverlap);
 
+/// <summary>ONNX Runtime's GroupQueryAttention on the same step as the methods.</summary>
+/// <param name="MedianMs">Median time per step; NaN when it could not run.</param>
+/// <param name="MaxAbsDiffVsDense">max |o_GQA − o_dense| over the output; NaN when it could not run.</param>
+/// <param name="RelativeErrorVsDense">‖o_GQA − o_dense‖ / ‖o_dense‖; NaN when it could not run.</param>
+/// <param name="Error">Why it could not run (ONNX Runtime's message), or null.</param>
+public sealed record GroupQueryAttentionResult(double MedianMs, double MaxAbsDiffVsDense, double RelativeErrorVsDense, string? Error);
+
+/// <summary>What one benchmark run measured.</summary>
+/// <param name="Methods">Dense first, then each method.</param>
+/// <param name="GroupQueryAttention">ONNX Runtime's GroupQueryAttention, when compared.</param>
+public sealed record AttentionBenchReport(IReadOnlyList<AttentionBenchResult> Methods, GroupQueryAttentionResult? GroupQueryAttention);
+
 /// <summary>
 /// Times one decode step of one attention layer for dense and each sparse method, on identical
-/// synthetic inputs with planted needles, with the KV cache and method state updated in place as
-/// a generation loop binds them, and measures what each selection keeps.
+/// inputs, with the KV cache and method state updated in place as a generation loop binds them, and
+/// measures what each selection keeps. The device is a setting: on CUDA the same steps run with
+/// every tensor in GPU memory.
 /// </summary>
 public static class AttentionBenchmark
 {
-    private const int SelectedKeysOutput = 5;
+    /// <summary>
+    /// Checks that <paramref name="device"/> can run the benchmark (for CUDA: the provider loads and
+    /// sees a GPU) before inputs are drawn; throws with what is missing.
+    /// </summary>
+    public static void CheckDevice(ExecutionDevice device) => BenchDevice.Open(device, threads: 0);
 
     /// <summary>Runs dense and every method of <paramref name="settings"/> on <paramref name="cache"/> (shaped as the settings say); results in that order.</summary>
-    public static IReadOnlyList<AttentionBenchResult> Run(AttentionBenchSettings settings, BenchCache cache, TextWriter log)
+    public static AttentionBenchReport Run(AttentionBenchSettings settings, BenchCache cache, TextWriter log)
     {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(cache);
+        var device = BenchDevice.Open(settings.Device, settings.Threads);
         var exact = ExactProbabilities(settings, cache);
+        using var tensors = StepTensors.Create(device, settings, cache);
         var runs = new List<(string Method, double[] Ms, double[] Output, bool[] Selected, double StateBytes)>();
         foreach (var method in new[] { "dense" }.Concat(settings.Methods.Where(m => m != "dense")))
         {
             log.WriteLine($"bench attention: {method}");
-            runs.Add(RunMethod(settings, cache, method));
+            runs.Add(RunMethod(settings, device, tensors, cache, method));
         }
         var dense = runs[0];
         var topk = runs.FirstOrDefault(r => r.Method == "topk");
-        var elementBytes = settings.ElementType == DataType.Float16 ? 2 : 4;
-        return runs.Select(r =>
+        var results = runs.Select(r =>
         {
             var selectedKeys = r.Selected.LongCount(s => s);
             return new AttentionBenchResult(r.Method, DecodeStep.Median(r.Ms), DecodeStep.Median(dense.Ms) / DecodeStep.Median(r.Ms),
-                BytesRead: ReadBytes(r.Method, settings, selectedKeys, elementBytes) + r.StateBytes,
+                BytesRead: ReadBytes(r.Method, settings, selectedKeys, ElementBytes(settings.ElementType)) + r.StateBytes,
                 Recall: Recall(settings, exact, r.Selected),
                 NeedleRecall: cache.HasNeedles ? NeedleRecall(settings, cache, r.Selected) : null,
                 RelativeError: RelativeError(r.Output, dense.Output),
                 TopkOverlap: topk.Selected is null ? null : Jaccard(r.Selected, topk.Selected));
         }).ToList();
+        GroupQueryAttentionResult? groupQueryAttention = null;
+        if (settings.CompareGroupQueryAttention)
+        {
+            log.WriteLine("bench attention: onnxruntime GroupQueryAttention");
+            groupQueryAttention = RunGroupQueryAttention(settings, device, tensors, dense.Output);
+        }
+        return new AttentionBenchReport(results, groupQueryAttention);
     }
 
-    private static (string, double[], double[], bool[], double) RunMethod(AttentionBenchSettings s, BenchCache cache, string method)
+    /// <summary>The ONNX Runtime element type of <paramref name="type"/>.</summary>
+    internal static TensorElementType TensorType(DataType type) => type switch
+    {
+        DataType.Float => TensorElementType.Float,
+        DataType.Float16 => TensorElementType.Float16,
+        DataType.Bfloat16 => TensorElementType.BFloat16,
+        _ => throw new NotSupportedException($"bench attention does not run {type}"),
+    };
+
+    private static int ElementBytes(DataType type) => type == DataType.Float ? 4 : 2;
+
+    private static (string, double[], double[], bool[], double) RunMethod(AttentionBenchSettings s, BenchDevice device, StepTensors tensors, BenchCache cache, string method)
     {
         var spec = MethodCatalog.Get(method);
         var calibration = CalibrationFor(method, s, cache);
@@ -110,61 +151,47 @@ public static class AttentionBenchmark
             "hash" => calibration[0].Shape[1],
             _ => 0,
         };
-        using var options = SessionFactory.CreateOptions(new SessionConfig { IntraOpThreads = s.Threads });
         // Timed steps run a node without the selected_keys diagnostic, which costs a pass over the cache.
-        using var session = new InferenceSession(StepModel(s, method, calibration, stateWidth, reportSelection: false).ToByteArray(), options);
-        using var reportingSession = new InferenceSession(StepModel(s, method, calibration, stateWidth, reportSelection: true).ToByteArray(), options);
-
-        using var query = Tensor(cache.Query, [s.Batch, 1, s.Heads * s.HeadDim], s.ElementType);
-        using var key = Tensor(cache.NewKey, [s.Batch, 1, s.KvHeads * s.HeadDim], s.ElementType);
-        using var value = Tensor(cache.NewValue, [s.Batch, 1, s.KvHeads * s.HeadDim], s.ElementType);
-        long[] cacheShape = [s.Batch, s.KvHeads, s.Context, s.HeadDim];
-        using var keys = Tensor(cache.Keys, cacheShape, s.ElementType);
-        using var values = Tensor(cache.Values, cacheShape, s.ElementType);
-        using var seqlens = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(s.Context - 1, s.Batch).ToArray(), [s.Batch]);
-        using var total = OrtValue.CreateTensorValueFromMemory(new[] { s.Context }, []);
-        using var output = Tensor(new float[s.Batch * s.Heads * s.HeadDim], [s.Batch, 1, s.Heads * s.HeadDim], s.ElementType);
-        using var selected = OrtValue.CreateTensorValueFromMemory(new bool[(long)s.Batch * s.KvHeads * s.Context], [s.Batch, s.KvHeads, 1, s.Context]);
-
+        using var session = device.OpenSession(DecodeStepModel.SparseAttention(s, method, calibration, stateWidth, reportSelection: false));
+        using var reportingSession = device.OpenSession(DecodeStepModel.SparseAttention(s, method, calibration, stateWidth, reportSelection: true));
         using var binding = session.CreateIoBinding();
-        DecodeStep.Bind(binding, query, key, value, keys, values, seqlens, total, output);
+        tensors.Bind(binding, reporting: false);
         OrtValue? state = null;
         OrtValue? emptyState = null;
         try
         {
+            using var runOptions = new RunOptions();
             if (spec.State != MethodState.None)
             {
                 // The first call rebuilds the state from the cache (empty past state); later calls update it in place.
-                var stateType = spec.State == MethodState.Index ? TensorElementType.Int32 : ElementType(s.ElementType);
+                var stateType = spec.State == MethodState.Index ? TensorElementType.Int32 : TensorType(s.ElementType);
                 var rows = method == "quest" ? (s.Context + 15) / 16 : s.Context;
-                state = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, stateType, [s.Batch, s.KvHeads, rows, stateWidth]);
-                emptyState = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, stateType, [s.Batch, s.KvHeads, 0, stateWidth]);
+                state = device.Allocate(stateType, [s.Batch, s.KvHeads, rows, stateWidth]);
+                emptyState = device.Allocate(stateType, [s.Batch, s.KvHeads, 0, stateWidth]);
                 binding.BindInput("past_state", emptyState);
                 binding.BindOutput("present_state", state);
-                using var build = new RunOptions();
-                session.RunWithBinding(build, binding);
+                DecodeStep.Run(session, runOptions, binding);
                 binding.BindInput("past_state", state);
             }
-            using var runOptions = new RunOptions();
-            var times = DecodeStep.Time(s.Warmup, s.Steps, () => session.RunWithBinding(runOptions, binding));
-            // One more, untimed step that also reports which keys each group attended.
+            var times = DecodeStep.Time(s.Warmup, s.Steps, () => DecodeStep.Run(session, runOptions, binding));
+            // One more, untimed step that also reports which keys each group attended, into host memory.
             using var reporting = reportingSession.CreateIoBinding();
-            DecodeStep.Bind(reporting, query, key, value, keys, values, seqlens, total, output);
+            tensors.Bind(reporting, reporting: true);
             if (state is not null)
             {
                 reporting.BindInput("past_state", state);
                 reporting.BindOutput("present_state", state);
             }
-            reporting.BindOutput("selected_keys", selected);
-            reportingSession.RunWithBinding(runOptions, reporting);
+            reporting.BindOutput("selected_keys", tensors.Selected.Value);
+            DecodeStep.Run(reportingSession, runOptions, reporting);
             var stateBytes = method switch
             {
-                "quest" => (double)s.Batch * s.KvHeads * ((s.Context + 15) / 16) * 2 * s.HeadDim * (s.ElementType == DataType.Float16 ? 2 : 4),
-                "loki" => (double)s.Batch * s.KvHeads * s.Context * stateWidth * (s.ElementType == DataType.Float16 ? 2 : 4),
+                "quest" => (double)s.Batch * s.KvHeads * ((s.Context + 15) / 16) * 2 * s.HeadDim * ElementBytes(s.ElementType),
+                "loki" => (double)s.Batch * s.KvHeads * s.Context * stateWidth * ElementBytes(s.ElementType),
                 "saap" or "hash" => (double)s.Batch * s.KvHeads * s.Context * stateWidth * 4,
                 _ => 0,
             };
-            return (method, times, TensorValues.ToDoubles(output), selected.GetTensorDataAsSpan<bool>().ToArray(), stateBytes);
+            return (method, times, tensors.HostOutput.ToDoubles(), tensors.Selected.ToBools(), stateBytes);
         }
         finally
         {
@@ -173,57 +200,32 @@ public static class AttentionBenchmark
         }
     }
 
-    /// <summary>A single SparseAttention node in decode mode with its calibration as initializers, and the selected_keys output if <paramref name="reportSelection"/>.</summary>
-    private static ModelProto StepModel(AttentionBenchSettings s, string method, IReadOnlyList<(long[] Shape, float[] Data)> calibration, long stateWidth,
-        bool reportSelection)
+    /// <summary>
+    /// ONNX Runtime's GroupQueryAttention bound to the very tensors the methods ran on (the cache as
+    /// its shared past/present buffer; it writes the same new key into the same free row), timed the
+    /// same way; its output against dense's.
+    /// </summary>
+    private static GroupQueryAttentionResult RunGroupQueryAttention(AttentionBenchSettings s, BenchDevice device, StepTensors tensors, double[] denseOutput)
     {
-        var type = s.ElementType;
-        var spec = MethodCatalog.Get(method);
-        var inputs = new List<ValueInfoProto>
+        try
         {
-            OnnxBuilder.TensorValueInfo("query", type, [s.Batch, 1, s.Heads * s.HeadDim]),
-            OnnxBuilder.TensorValueInfo("key", type, [s.Batch, 1, s.KvHeads * s.HeadDim]),
-            OnnxBuilder.TensorValueInfo("value", type, [s.Batch, 1, s.KvHeads * s.HeadDim]),
-            OnnxBuilder.TensorValueInfo("past_key", type, [s.Batch, s.KvHeads, s.Context, s.HeadDim]),
-            OnnxBuilder.TensorValueInfo("past_value", type, [s.Batch, s.KvHeads, s.Context, s.HeadDim]),
-            OnnxBuilder.TensorValueInfo("seqlens_k", DataType.Int32, [s.Batch]),
-            OnnxBuilder.TensorValueInfo("total_sequence_length", DataType.Int32, []),
-        };
-        var slots = new string[SparseAttentionOp.InputNames.Count];
-        Array.Fill(slots, "");
-        foreach (var name in new[] { "query", "key", "value", "past_key", "past_value", "seqlens_k", "total_sequence_length" })
-        {
-            slots[SparseAttentionOp.InputIndex(name)] = name;
+            using var session = device.OpenSession(DecodeStepModel.GroupQueryAttention(s));
+            using var binding = session.CreateIoBinding();
+            tensors.Bind(binding, reporting: false);
+            using var runOptions = new RunOptions();
+            var times = DecodeStep.Time(s.Warmup, s.Steps, () => DecodeStep.Run(session, runOptions, binding));
+            using var reporting = session.CreateIoBinding();
+            tensors.Bind(reporting, reporting: true);
+            DecodeStep.Run(session, runOptions, reporting);
+            var output = tensors.HostOutput.ToDoubles();
+            var maxDiff = output.Zip(denseOutput, (a, b) => Math.Abs(a - b)).Max();
+            return new GroupQueryAttentionResult(DecodeStep.Median(times), maxDiff, RelativeError(output, denseOutput), null);
         }
-        var outputs = new[] { "output", "present_key", "present_value", "", "", reportSelection ? "selected_keys" : "" };
-        var stateType = spec.State == MethodState.Index ? DataType.Int32 : type;
-        if (spec.State != MethodState.None)
+        catch (OnnxRuntimeException e)
         {
-            var slot = spec.State == MethodState.Index ? "index" : "summary";
-            slots[SparseAttentionOp.InputIndex($"past_{slot}")] = "past_state";
-            outputs[SparseAttentionOp.OutputNames.ToList().IndexOf($"present_{slot}")] = "present_state";
-            inputs.Add(OnnxBuilder.TensorValueInfo("past_state", stateType, [s.Batch, s.KvHeads, "state_rows", stateWidth]));
+            // The baseline may not run where ours does (no fp32 CUDA kernel, a size it rejects): say why, keep the methods' results.
+            return new GroupQueryAttentionResult(double.NaN, double.NaN, double.NaN, e.Message.Split('\n')[0]);
         }
-        var initializers = calibration.Select((c, i) => OnnxTensor.Create($"method_data_{i}", c.Data, c.Shape)).ToList();
-        for (var i = 0; i < initializers.Count; i++)
-        {
-            slots[SparseAttentionOp.InputIndex($"method_data_{i}")] = initializers[i].Name;
-        }
-        var attributes = new List<AttributeProto>
-        {
-            OnnxBuilder.IntAttribute("num_heads", s.Heads),
-            OnnxBuilder.IntAttribute("kv_num_heads", s.KvHeads),
-            OnnxBuilder.StringAttribute("method", method),
-        };
-        if (spec.Parameters.Any(p => p.Name == "budget"))
-        {
-            attributes.Add(OnnxBuilder.FloatAttribute("budget", (float)s.Budget));
-        }
-        var node = OnnxBuilder.Node(SparseAttentionOp.OpType, slots.Reverse().SkipWhile(n => n == "").Reverse(), outputs.Reverse().SkipWhile(n => n == "").Reverse(), attributes, "attention", SparseAttentionOp.Domain);
-        var graphOutputs = outputs.Where(o => o.Length > 0).Select(o => OnnxBuilder.TensorValueInfo(o,
-            o == "selected_keys" ? DataType.Bool : o == "present_state" ? stateType : type, null));
-        var graph = OnnxBuilder.Graph("bench_step", [node], inputs, graphOutputs, initializers);
-        return OnnxBuilder.Model(graph, [OnnxBuilder.Opset("", 23), OnnxBuilder.Opset(SparseAttentionOp.Domain, SparseAttentionOp.DomainVersion)]);
     }
 
     /// <summary>Calibration from the cache itself (batch 0): PCA bases, k-means centroids with a classifier that ranks clusters by centroid·q, LSH projections.</summary>
@@ -231,7 +233,7 @@ public static class AttentionBenchmark
     {
         int d = s.HeadDim, group = s.Heads / s.KvHeads;
         var sampleRows = Math.Min(s.Context - 1, 16384);
-        float[] KeysOf(int g) => cache.Keys.AsSpan((int)((long)g * s.Context * d), sampleRows * d).ToArray();
+        float[] KeysOf(int g) => cache.Keys[g].AsSpan(0, sampleRows * d).ToArray();  // batch 0's rows of KV head g
         static (long[], float[]) Of(CalibrationTensor t) => (t.Shape.Select(x => (long)x).ToArray(), t.Values.ToArray());
         switch (method)
         {
@@ -275,12 +277,12 @@ public static class AttentionBenchmark
         var result = new double[s.Batch * s.Heads][];
         Parallel.For(0, s.Batch * s.Heads, bh =>
         {
-            int b = bh / s.Heads, h = bh % s.Heads, g = h / group;
+            int b = bh / s.Heads, h = bh % s.Heads, bg = b * s.KvHeads + h / group;
             var q = cache.Query.AsSpan(bh * d, d);
             var scores = new double[t];
             for (var j = 0; j < t; j++)
             {
-                var k = j == t - 1 ? cache.NewKey.AsSpan((b * s.KvHeads + g) * d, d) : cache.Keys.AsSpan((int)((((long)b * s.KvHeads + g) * t + j) * d), d);
+                var k = j == t - 1 ? cache.NewKey.AsSpan(bg * d, d) : cache.Keys[bg].AsSpan(j * d, d);
                 double dot = 0;
                 for (var i = 0; i < d; i++)
                 {
@@ -367,10 +369,4 @@ public static class AttentionBenchmark
         }
         return either == 0 ? 1 : (double)both / either;
     }
-
-    private static OrtValue Tensor(float[] data, long[] shape, DataType type) => type == DataType.Float16
-        ? OrtValue.CreateTensorValueFromMemory(data.Select(v => (Float16)v).ToArray(), shape)
-        : OrtValue.CreateTensorValueFromMemory(data, shape);
-
-    private static TensorElementType ElementType(DataType type) => type == DataType.Float16 ? TensorElementType.Float16 : TensorElementType.Float;
 }

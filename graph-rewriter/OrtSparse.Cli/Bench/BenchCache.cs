@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using OrtSparse.Calibration;
 
 namespace OrtSparse.Cli.Bench;
@@ -17,11 +18,14 @@ public sealed class BenchCache
     /// <summary>[B, 1, Hkv·D] the new value.</summary>
     public required float[] NewValue { get; init; }
 
-    /// <summary>[B, Hkv, T, D] the cache, T = context, its last slot free for the new key.</summary>
-    public required float[] Keys { get; init; }
+    /// <summary>
+    /// The key cache: per (b, kv head), in that order, T rows of D, the last row free for the new key
+    /// (an array per head: B·Hkv·T·D elements may exceed what one array holds).
+    /// </summary>
+    public required float[][] Keys { get; init; }
 
-    /// <summary>[B, Hkv, T, D] the value cache.</summary>
-    public required float[] Values { get; init; }
+    /// <summary>The value cache, laid out as <see cref="Keys"/>.</summary>
+    public required float[][] Values { get; init; }
 
     /// <summary>Needle positions per (b, kv head); empty for a captured cache.</summary>
     public required int[][] Needles { get; init; }
@@ -56,92 +60,82 @@ public sealed class BenchCache
     /// <param name="seed">Random seed.</param>
     public static BenchCache Synthetic(int batch, int context, int heads, int kvHeads, int headDim, int needles, int seed)
     {
-        var random = new Random(seed);
         int group = heads / kvHeads, d = headDim;
         var past = context - 1;
+        if ((long)context * d > Array.MaxLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(context), $"a cache of {context} rows of {d} exceeds one array per head");
+        }
         var query = new float[batch * heads * d];
         var newKey = new float[batch * kvHeads * d];
         var newValue = new float[batch * kvHeads * d];
-        var keys = new float[(long)batch * kvHeads * context * d];
-        var values = new float[(long)batch * kvHeads * context * d];
+        var keys = new float[batch * kvHeads][];
+        var values = new float[batch * kvHeads][];
         var needlePositions = new int[batch * kvHeads][];
         // Variances decay so that about 60% of the dimensions hold 90% of the energy.
         var spread = Enumerable.Range(0, d).Select(i => MathF.Exp(-i / (0.35f * d))).ToArray();
-        for (var b = 0; b < batch; b++)
+        // Each (sequence, KV head) draws from a stream of its own: heads fill in parallel, and the
+        // inputs do not depend on the number of threads.
+        Parallel.For(0, batch * kvHeads, bg =>
         {
-            for (var g = 0; g < kvHeads; g++)
+            var random = new Random(unchecked(seed * 1_000_003 + bg));
+            var (b, g) = (bg / kvHeads, bg % kvHeads);
+            var basis = RandomOrthonormal(d, random);
+            var cache = keys[bg] = new float[context * d];
+            var draw = new float[d];
+            void Sample(Span<float> target)
             {
-                var basis = RandomOrthonormal(d, random);
-                var cache = ((long)b * kvHeads + g) * context * d;
-                var draw = new float[d];
-                void Sample(Span<float> target)
+                for (var i = 0; i < d; i++)
                 {
-                    for (var i = 0; i < d; i++)
-                    {
-                        draw[i] = Gaussian(random) * spread[i];
-                    }
-                    for (var i = 0; i < d; i++)
-                    {
-                        float sum = 0;
-                        for (var k = 0; k < d; k++)
-                        {
-                            sum += basis[k * d + i] * draw[k];
-                        }
-                        target[i] = sum;
-                    }
+                    draw[i] = Gaussian(random) * spread[i];
                 }
-                for (var t = 0; t < past; t++)
+                target.Clear();
+                for (var k = 0; k < d; k++)
                 {
-                    Sample(keys.AsSpan((int)(cache + (long)t * d), d));
-                }
-                Sample(newKey.AsSpan((b * kvHeads + g) * d, d));
-                var direction = new float[d];
-                for (var member = 0; member < group; member++)
-                {
-                    var q = query.AsSpan((b * heads + g * group + member) * d, d);
-                    Sample(q);
-                    for (var i = 0; i < d; i++)
-                    {
-                        direction[i] += q[i];
-                    }
-                }
-                // Needles lie along the group's summed query u, scaled so that each head scores them
-                // about 15 above the typical key (scale = 1/√D): e^15 outweighs a million ordinary keys.
-                var norm = MathF.Sqrt(direction.Sum(x => x * x));
-                float alignment = 0;
-                for (var member = 0; member < group; member++)
-                {
-                    var q = query.AsSpan((b * heads + g * group + member) * d, d);
-                    for (var i = 0; i < d; i++)
-                    {
-                        alignment += q[i] * direction[i] / norm / group;
-                    }
-                }
-                var length = 15f * MathF.Sqrt(d) / MathF.Max(alignment, 1e-3f);
-                var positions = new HashSet<int>();
-                while (positions.Count < Math.Min(needles, Math.Max(0, past - 200)))
-                {
-                    positions.Add(100 + random.Next(past - 200));
-                }
-                needlePositions[b * kvHeads + g] = positions.Order().ToArray();
-                foreach (var p in positions)
-                {
-                    var needle = keys.AsSpan((int)(cache + (long)p * d), d);
-                    for (var i = 0; i < d; i++)
-                    {
-                        needle[i] = length * direction[i] / norm;
-                    }
+                    TensorPrimitives.MultiplyAdd(basis.AsSpan(k * d, d), draw[k], target, target);
                 }
             }
-        }
-        for (var i = 0L; i < values.LongLength; i++)
-        {
-            values[i] = (float)(random.NextDouble() * 2 - 1);
-        }
-        for (var i = 0; i < newValue.Length; i++)
-        {
-            newValue[i] = (float)(random.NextDouble() * 2 - 1);
-        }
+            for (var t = 0; t < past; t++)
+            {
+                Sample(cache.AsSpan(t * d, d));
+            }
+            Sample(newKey.AsSpan(bg * d, d));
+            var direction = new float[d];
+            for (var member = 0; member < group; member++)
+            {
+                var q = query.AsSpan((b * heads + g * group + member) * d, d);
+                Sample(q);
+                TensorPrimitives.Add(direction, q, direction);
+            }
+            // Needles lie along the group's summed query u, scaled so that each head scores them
+            // about 15 above the typical key (scale = 1/√D): e^15 outweighs a million ordinary keys.
+            var norm = MathF.Sqrt(direction.Sum(x => x * x));
+            float alignment = 0;
+            for (var member = 0; member < group; member++)
+            {
+                alignment += TensorPrimitives.Dot(query.AsSpan((b * heads + g * group + member) * d, d), direction) / norm / group;
+            }
+            var length = 15f * MathF.Sqrt(d) / MathF.Max(alignment, 1e-3f);
+            var positions = new HashSet<int>();
+            while (positions.Count < Math.Min(needles, Math.Max(0, past - 200)))
+            {
+                positions.Add(100 + random.Next(past - 200));
+            }
+            needlePositions[bg] = positions.Order().ToArray();
+            foreach (var p in positions)
+            {
+                TensorPrimitives.Multiply(direction, length / norm, cache.AsSpan(p * d, d));
+            }
+            var valueRows = values[bg] = new float[context * d];
+            for (var i = 0; i < past * d; i++)
+            {
+                valueRows[i] = (float)(random.NextDouble() * 2 - 1);
+            }
+            for (var i = 0; i < d; i++)
+            {
+                newValue[bg * d + i] = (float)(random.NextDouble() * 2 - 1);
+            }
+        });
         return new BenchCache { Heads = heads, KvHeads = kvHeads, HeadDim = d, Context = context, Query = query, NewKey = newKey, NewValue = newValue, Keys = keys, Values = values, Needles = needlePositions };
     }
 
@@ -186,16 +180,18 @@ public sealed class BenchCache
         }
         var newKey = new float[kvHeads * d];
         var newValue = new float[kvHeads * d];
-        var cacheKeys = new float[(long)kvHeads * context * d];
-        var cacheValues = new float[(long)kvHeads * context * d];
+        var cacheKeys = new float[kvHeads][];
+        var cacheValues = new float[kvHeads][];
         for (var g = 0; g < kvHeads; g++)
         {
-            var rows = (long)g * context * d;
+            var rows = g * context * d;
             var past = (context - 1) * d;
-            k.Slice((int)rows, past).CopyTo(cacheKeys.AsSpan((int)rows));  // the last slot stays free for the new key
-            v.Slice((int)rows, past).CopyTo(cacheValues.AsSpan((int)rows));
-            k.Slice((int)rows + past, d).CopyTo(newKey.AsSpan(g * d));
-            v.Slice((int)rows + past, d).CopyTo(newValue.AsSpan(g * d));
+            cacheKeys[g] = new float[context * d];  // the last row stays free for the new key
+            cacheValues[g] = new float[context * d];
+            k.Slice(rows, past).CopyTo(cacheKeys[g]);
+            v.Slice(rows, past).CopyTo(cacheValues[g]);
+            k.Slice(rows + past, d).CopyTo(newKey.AsSpan(g * d));
+            v.Slice(rows + past, d).CopyTo(newValue.AsSpan(g * d));
         }
         return new BenchCache
         {

@@ -22,6 +22,19 @@ internal static class DecodeStep
         binding.BindOutput("output", output);
     }
 
+    /// <summary>
+    /// Runs one bound step and returns when its outputs are complete on the device. RunWithBinding
+    /// already returns after ONNX Runtime synchronised the providers' streams at the end of the run
+    /// (its default: the run option disable_synchronize_execution_providers is 0); SynchronizeBoundOutputs
+    /// then waits for the devices of the bound outputs as well (on CUDA a device synchronisation, on
+    /// the CPU nothing), so a timed step never ends while GPU work it launched is still running.
+    /// </summary>
+    public static void Run(InferenceSession session, RunOptions options, OrtIoBinding binding)
+    {
+        session.RunWithBinding(options, binding);
+        binding.SynchronizeBoundOutputs();
+    }
+
     /// <summary>Runs <paramref name="step"/> <paramref name="warmup"/> times untimed, then <paramref name="steps"/> times timed; milliseconds per step.</summary>
     public static double[] Time(int warmup, int steps, Action step)
     {

@@ -12,17 +12,17 @@ namespace OrtSparse.Cli.Commands;
 
 /// <summary>
 /// <c>ortsparse bench attention</c>: one decode step of one attention layer for dense and each
-/// sparse method on identical inputs in the same run; or, with --compare-onnxruntime, dense next to
-/// ONNX Runtime's own Attention kernel.
+/// sparse method on identical inputs in the same run, on the CPU or with every tensor in GPU memory;
+/// with --compare-onnxruntime, next to ONNX Runtime's own kernel.
 /// </summary>
 internal static class BenchCommand
 {
     private const string Usage = """
-        usage: ortsparse bench attention [--context 32768] [--batch 1] [--heads 32] [--kv-heads 8] [--head-dim 128]
+        usage: ortsparse bench attention [--device cpu|cuda] [--context 32768] [--batch 1] [--heads 32] [--kv-heads 8] [--head-dim 128]
                                          [--cache CACHE --layer 0]
-                                         [--dtype fp32|fp16] [--methods topk,streaming,loki,quest,saap,hash]
+                                         [--dtype fp32|fp16|bf16] [--methods topk,streaming,loki,quest,saap,hash]
                                          [--budget 0.0625] [--needles 8] [--steps 10] [--warmup 2] [--threads 0]
-                                         [--seed 0] [--json] [--compare-onnxruntime]
+                                         [--seed 0] [--json] [--csv FILE] [--compare-onnxruntime]
 
         One decode step (one new token against a cache of CONTEXT-1 tokens) on synthetic inputs with
         low-rank keys and NEEDLES planted keys per KV head that dominate the query's attention, or,
@@ -35,11 +35,28 @@ internal static class BenchCommand
         k-means centroids with a centroid-ranking classifier (saap), seeded projections (hash).
         --threads 0 leaves the thread count to ONNX Runtime (its physical-core count).
 
-        --compare-onnxruntime times instead, on the same inputs:
+        --device cuda runs the steps on ONNX Runtime's CUDA provider with the inputs, the cache, the
+        method state and the output in GPU memory (only total_sequence_length, which the kernel
+        reads on the host, stays there); the dtype defaults to fp16 there (fp32, fp16, bf16; the
+        CPU takes fp32 and fp16), and the head size must be 64, 80, 96 or 128. Each timed step
+        ends when the GPU has finished it.
+
+        --csv FILE appends one row per kernel (device,batch,context,method,ms,bytes_read,recall,
+        rel_error) to FILE, creating it with that header, so that several runs can be plotted.
+
+        --compare-onnxruntime, on cuda: also times ONNX Runtime's com.microsoft.GroupQueryAttention
+          (the kernel ONNX Runtime GenAI decodes with) on the same inputs, bound to the same cache as
+          its shared past/present buffer, and reports each method's speed-up over it and its
+          output's difference from dense.
+        --compare-onnxruntime, on cpu: times instead, on synthetic inputs:
           onnxruntime-attention  ONNX Runtime's own CPU kernel for ONNX Attention-23 (concatenates past and new KV)
           ortsparse-concat       the same model patched by 'ortsparse patch --method dense' (same semantics)
           ortsparse-inplace      SparseAttention with seqlens_k and past/present bound to one buffer (no copy)
         """;
+
+    private const string GroupQueryAttentionName = "onnxruntime-gqa";
+
+    private static readonly int[] CudaHeadSizes = [64, 80, 96, 128];
 
     private sealed record Row(string Name, double MedianMs, double MeanMs, double? SpeedupVsBaseline, double? MaxAbsDiffVsBaseline, string? Note);
 
@@ -56,16 +73,19 @@ internal static class BenchCommand
         }
         var line = CommandLine.Parse(args[1..],
             ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device", "--methods", "--budget", "--needles", "--seed",
-             "--cache", "--layer"],
+             "--cache", "--layer", "--csv"],
             ["--json", "--compare-onnxruntime", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
             stdout.WriteLine(Usage);
             return CliApp.Ok;
         }
-        var dtype = line.Option("--dtype") ?? "fp32";
+        var device = DeviceOption.Parse(line.Option("--device"));
+        var compare = line.Flag("--compare-onnxruntime");
+        var dtype = line.Option("--dtype") ?? (device == ExecutionDevice.Cuda ? "fp16" : "fp32");
         var settings = new AttentionBenchSettings
         {
+            Device = device,
             Context = line.Int("--context", 32768, 2, 1 << 24),
             Batch = line.Int("--batch", 1, 1, 4096),
             Heads = line.Int("--heads", 32, 1, 4096),
@@ -75,7 +95,9 @@ internal static class BenchCommand
             {
                 "fp32" => TensorProto.Types.DataType.Float,
                 "fp16" => TensorProto.Types.DataType.Float16,
-                _ => throw new UsageException($"unknown dtype '{dtype}' (fp32, fp16)"),
+                "bf16" when device == ExecutionDevice.Cuda => TensorProto.Types.DataType.Bfloat16,
+                "bf16" => throw new UsageException("--dtype bf16 needs --device cuda (the CPU kernels take fp32 and fp16)"),
+                _ => throw new UsageException($"unknown dtype '{dtype}' (fp32, fp16, bf16)"),
             },
             Methods = (line.Option("--methods") ?? "topk,streaming,loki,quest,saap,hash").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             Budget = line.Double("--budget", 0.0625),
@@ -84,6 +106,7 @@ internal static class BenchCommand
             Warmup = line.Int("--warmup", 2, 0, 100000),
             Threads = line.Int("--threads", 0, 0, 1024),
             Seed = line.Int("--seed", 0),
+            CompareGroupQueryAttention = compare && device == ExecutionDevice.Cuda,
         };
         BenchCache? captured = null;
         if (line.Option("--cache") is { } cachePath)
@@ -92,9 +115,9 @@ internal static class BenchCommand
             {
                 throw new UsageException($"{shapeOption} does not go with --cache: the captured cache has its own shape");
             }
-            if (line.Flag("--compare-onnxruntime"))
+            if (compare && device == ExecutionDevice.Cpu)
             {
-                throw new UsageException("--compare-onnxruntime runs on synthetic inputs; it does not take --cache");
+                throw new UsageException("--compare-onnxruntime on cpu runs on synthetic inputs; it does not take --cache");
             }
             var layer = line.Int("--layer", 0, 0, 1 << 20);
             var data = CalibrationData.Load(cachePath);
@@ -135,46 +158,135 @@ internal static class BenchCommand
                 throw new UsageException("bench attention times decode steps; 'block' is a prefill method");
             }
         }
-        if (DeviceOption.Parse(line.Option("--device")) != ExecutionDevice.Cpu)
+        if (device == ExecutionDevice.Cuda && !CudaHeadSizes.Contains(settings.HeadDim))
         {
-            throw new UsageException("bench attention runs on cpu for now; CUDA kernels land with the CUDA issue");
+            throw new UsageException($"--device cuda: the CUDA kernels take head sizes {string.Join(", ", CudaHeadSizes)}; the head size is {settings.HeadDim}");
         }
+        var csvPath = line.Option("--csv");
 
-        if (line.Flag("--compare-onnxruntime"))
+        if (compare && device == ExecutionDevice.Cpu)
         {
-            CompareWithOnnxRuntime(settings, stdout, line.Flag("--json"));
+            CompareWithOnnxRuntime(settings, stdout, line.Flag("--json"), csvPath);
             return CliApp.Ok;
         }
+        try
+        {
+            AttentionBenchmark.CheckDevice(device);  // a missing provider or GPU fails now, before the inputs are drawn
+        }
+        catch (Exception e) when (e is FileNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidOperationException($"--device {DeviceOption.Name(device)}: {e.Message}", e);
+        }
         var cache = captured ?? BenchCache.Synthetic(settings.Batch, settings.Context, settings.Heads, settings.KvHeads, settings.HeadDim, settings.Needles, settings.Seed);
-        var results = AttentionBenchmark.Run(settings, cache, stderr);
+        var report = AttentionBenchmark.Run(settings, cache, stderr);
+        if (csvPath is not null)
+        {
+            BenchCsv.Append(csvPath, CsvRows(settings, report));
+        }
         if (line.Flag("--json"))
         {
-            stdout.WriteLine(JsonSerializer.Serialize(results.Select(r => new Dictionary<string, object?>
-            {
-                ["method"] = r.Method, ["context"] = settings.Context, ["batch"] = settings.Batch, ["heads"] = settings.Heads,
-                ["kv_heads"] = settings.KvHeads, ["head_dim"] = settings.HeadDim, ["dtype"] = dtype, ["budget"] = settings.Budget,
-                ["median_ms"] = r.MedianMs, ["speedup_vs_dense"] = r.SpeedupVsDense, ["bytes_read"] = r.BytesRead,
-                ["recall"] = r.Recall, ["needle_recall"] = r.NeedleRecall, ["relative_error"] = r.RelativeError, ["topk_overlap"] = r.TopkOverlap,
-            }), new JsonSerializerOptions { WriteIndented = true }));
+            WriteJson(stdout, settings, dtype, report);
             return CliApp.Ok;
         }
         var inputs = captured is null ? $"{settings.Needles} needles per KV head" : $"captured cache {line.Option("--cache")} layer {line.Int("--layer", 0)}";
-        var threads = settings.Threads == 0 ? "default threads" : $"{settings.Threads} threads";
+        var where = device == ExecutionDevice.Cuda ? "cuda" : settings.Threads == 0 ? "cpu, default threads" : $"cpu, {settings.Threads} threads";
         stdout.WriteLine($"decode step, context {settings.Context}, batch {settings.Batch}, {settings.Heads}/{settings.KvHeads} heads, D {settings.HeadDim}, {dtype}, " +
-                         $"budget {settings.Budget.ToString(CultureInfo.InvariantCulture)}, {inputs}, {threads}, median of {settings.Steps} steps");
-        var denseBytes = results[0].BytesRead;
-        Table.Write(stdout, ["method", "median ms", "vs dense", "MiB read", "of dense", "recall", "needles", "rel error", "topk overlap"], results.Select(r => new[]
-        {
-            r.Method, Ms(r.MedianMs), r.SpeedupVsDense.ToString("0.00", CultureInfo.InvariantCulture) + "x",
-            (r.BytesRead / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture), (r.BytesRead / denseBytes).ToString("0.000", CultureInfo.InvariantCulture),
-            r.Recall.ToString("0.000", CultureInfo.InvariantCulture), r.NeedleRecall?.ToString("0.00", CultureInfo.InvariantCulture) ?? "-",
-            r.RelativeError.ToString("0.0e+0", CultureInfo.InvariantCulture), r.TopkOverlap?.ToString("0.000", CultureInfo.InvariantCulture) ?? "-",
-        }).ToList());
+                         $"budget {settings.Budget.ToString(CultureInfo.InvariantCulture)}, {inputs}, {where}, median of {settings.Steps} steps");
+        WriteTable(stdout, report, cache.HasNeedles);
         return CliApp.Ok;
     }
 
+    /// <summary>One CSV row per method, and one for GroupQueryAttention when it ran.</summary>
+    private static List<BenchCsvRow> CsvRows(AttentionBenchSettings settings, AttentionBenchReport report)
+    {
+        var device = DeviceOption.Name(settings.Device);
+        var rows = report.Methods.Select(r => new BenchCsvRow(device, settings.Batch, settings.Context, r.Method, r.MedianMs, r.BytesRead, r.Recall, r.RelativeError)).ToList();
+        if (report.GroupQueryAttention is { Error: null } gqa)
+        {
+            // Exact attention: it reads the whole cache, as dense does, and attends every key.
+            rows.Add(new BenchCsvRow(device, settings.Batch, settings.Context, GroupQueryAttentionName, gqa.MedianMs, report.Methods[0].BytesRead, 1.0, gqa.RelativeErrorVsDense));
+        }
+        return rows;
+    }
+
+    private static void WriteJson(TextWriter stdout, AttentionBenchSettings settings, string dtype, AttentionBenchReport report)
+    {
+        var gqa = report.GroupQueryAttention;
+        var gqaMs = gqa is { Error: null } ? gqa.MedianMs : (double?)null;
+        Dictionary<string, object?> Common(string method) => new()
+        {
+            ["method"] = method, ["device"] = DeviceOption.Name(settings.Device), ["context"] = settings.Context, ["batch"] = settings.Batch, ["heads"] = settings.Heads,
+            ["kv_heads"] = settings.KvHeads, ["head_dim"] = settings.HeadDim, ["dtype"] = dtype, ["budget"] = settings.Budget,
+        };
+        var objects = report.Methods.Select(r =>
+        {
+            var o = Common(r.Method);
+            o["median_ms"] = r.MedianMs;
+            o["speedup_vs_dense"] = r.SpeedupVsDense;
+            o["bytes_read"] = r.BytesRead;
+            o["recall"] = r.Recall;
+            o["needle_recall"] = r.NeedleRecall;
+            o["relative_error"] = r.RelativeError;
+            o["topk_overlap"] = r.TopkOverlap;
+            if (gqa is not null)
+            {
+                o["gqa_ms"] = gqaMs;
+                o["speedup_vs_gqa"] = gqaMs / r.MedianMs;
+            }
+            return o;
+        }).ToList();
+        if (gqa is not null)
+        {
+            var o = Common(GroupQueryAttentionName);
+            o["median_ms"] = gqaMs;
+            o["speedup_vs_dense"] = report.Methods[0].MedianMs / gqaMs;
+            o["max_abs_diff_vs_dense"] = gqaMs is null ? null : gqa.MaxAbsDiffVsDense;
+            o["relative_error"] = gqaMs is null ? null : gqa.RelativeErrorVsDense;
+            o["error"] = gqa.Error;
+            objects.Add(o);
+        }
+        stdout.WriteLine(JsonSerializer.Serialize(objects, new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>The methods' table; with GroupQueryAttention, its row first and every method's speed-up over it.</summary>
+    private static void WriteTable(TextWriter stdout, AttentionBenchReport report, bool hasNeedles)
+    {
+        var dense = report.Methods[0];
+        static string Times(double value) => value.ToString("0.00", CultureInfo.InvariantCulture) + "x";
+        static string MiB(double bytes) => (bytes / (1 << 20)).ToString("0.0", CultureInfo.InvariantCulture);
+        List<string> header = ["method", "median ms", "vs dense", "MiB read", "of dense", "recall", "needles", "rel error", "topk overlap"];
+        var table = report.Methods.Select(r => new List<string>
+        {
+            r.Method, Ms(r.MedianMs), Times(r.SpeedupVsDense), MiB(r.BytesRead), (r.BytesRead / dense.BytesRead).ToString("0.000", CultureInfo.InvariantCulture),
+            r.Recall.ToString("0.000", CultureInfo.InvariantCulture), r.NeedleRecall?.ToString("0.00", CultureInfo.InvariantCulture) ?? "-",
+            r.RelativeError.ToString("0.0e+0", CultureInfo.InvariantCulture), r.TopkOverlap?.ToString("0.000", CultureInfo.InvariantCulture) ?? "-",
+        }).ToList();
+        var gqa = report.GroupQueryAttention;
+        if (gqa is { Error: null })
+        {
+            header.Insert(3, "vs GQA");
+            foreach (var (row, result) in table.Zip(report.Methods))
+            {
+                row.Insert(3, Times(gqa.MedianMs / result.MedianMs));
+            }
+            // Exact attention: the whole cache read, every key attended.
+            table.Insert(0,
+            [
+                GroupQueryAttentionName, Ms(gqa.MedianMs), Times(dense.MedianMs / gqa.MedianMs), Times(1), MiB(dense.BytesRead), "1.000", "1.000",
+                hasNeedles ? "1.00" : "-", gqa.RelativeErrorVsDense.ToString("0.0e+0", CultureInfo.InvariantCulture), "-",
+            ]);
+        }
+        Table.Write(stdout, header, table.Select(r => r.ToArray()).ToList());
+        if (gqa is not null)
+        {
+            stdout.WriteLine(gqa.Error is null
+                ? $"{GroupQueryAttentionName}: ONNX Runtime's GroupQueryAttention on the same inputs and cache; max |GQA - dense| {gqa.MaxAbsDiffVsDense.ToString("0.0e+0", CultureInfo.InvariantCulture)}"
+                : $"{GroupQueryAttentionName}: n/a: {gqa.Error}");
+        }
+    }
+
     /// <summary>Dense decode next to ONNX Runtime's own Attention kernel (<c>--compare-onnxruntime</c>).</summary>
-    private static void CompareWithOnnxRuntime(AttentionBenchSettings settings, TextWriter stdout, bool json)
+    private static void CompareWithOnnxRuntime(AttentionBenchSettings settings, TextWriter stdout, bool json, string? csvPath)
     {
         var benchCase = new AttentionCase
         {
@@ -208,6 +320,11 @@ internal static class BenchCommand
             }
         }
 
+        if (csvPath is not null)
+        {
+            BenchCsv.Append(csvPath, rows.Where(r => !double.IsNaN(r.MedianMs)).Select(r =>
+                new BenchCsvRow(DeviceOption.Name(ExecutionDevice.Cpu), benchCase.Batch, context, r.Name, r.MedianMs, null, null, null)));
+        }
         if (json)
         {
             var objects = rows.Select(r => new Dictionary<string, object?>
@@ -276,7 +393,7 @@ internal static class BenchCommand
         using var binding = session.CreateIoBinding();
         DecodeStep.Bind(binding, inputs["query"], inputs["key"], inputs["value"], keyCache, valueCache, seqlens, total, output);
         using var runOptions = new RunOptions();
-        var times = DecodeStep.Time(warmup, steps, () => session.RunWithBinding(runOptions, binding));
+        var times = DecodeStep.Time(warmup, steps, () => DecodeStep.Run(session, runOptions, binding));
         return (times, TensorValues.ToDoubles(output));
     }
 

@@ -11,4 +11,7 @@ internal static class DeviceOption
         "cuda" => ExecutionDevice.Cuda,
         _ => throw new UsageException($"unknown device '{text}' (cpu, cuda)"),
     };
+
+    /// <summary>The option's spelling of <paramref name="device"/>.</summary>
+    public static string Name(ExecutionDevice device) => device == ExecutionDevice.Cuda ? "cuda" : "cpu";
 }
