@@ -96,7 +96,12 @@ internal static class KvCacheAddition
                 pastLength = glue.Op("Cast", "past_length_cast", [pastLength], attributes: OnnxBuilder.IntAttribute("to", (long)start.Type));
             }
             var limit = glue.Op("Add", "shifted_limit", [range.Input[1], pastLength]);
+            var oldStart = range.Input[0];
             range.Input[0] = pastLength;
+            if (graph.Node.All(n => !n.Input.Contains(oldStart)) && graph.Initializer.FirstOrDefault(t => t.Name == oldStart) is { } unused)
+            {
+                graph.Initializer.Remove(unused);
+            }
             range.Input[1] = limit;
             for (var g = glue.Nodes.Count - 1; g >= 0; g--)
             {

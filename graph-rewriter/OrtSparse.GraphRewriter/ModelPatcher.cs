@@ -99,7 +99,7 @@ public static class ModelPatcher
             var state = MethodWiring.Apply(graph, rewrite.Attention, site, layer.Method, needs.Calibration, needs.StateWidth, names);
             rewrites[site.NodeIndex] = rewrite;
             layers.Insert(0, new PatchedLayer(layer, state, RotaryOf(rewrite.Attention, graph, types),
-                rewrite.Attention.OptionalInput(SparseAttentionOp.InputIndex("seqlens_k")) is not null));
+                rewrite.Attention.OptionalInput(SparseAttentionOp.InputIndex("seqlens_k")) is not null) { CacheAdded = options.AddCache });
         }
         var cone = rewrites.Keys.SelectMany(i => index.UpstreamCone(graph.Node[i].Output[0])).Select(i => graph.Node[i]).ToList();
         ReplaceNodes(graph, rewrites);
