@@ -8,8 +8,8 @@ namespace OrtSparse.GraphRewriter;
 /// </summary>
 internal interface IAttentionForm
 {
-    /// <summary>True when <paramref name="node"/> is the anchor node of this form.</summary>
-    bool Matches(NodeProto node);
+    /// <summary>True when <paramref name="node"/> is the anchor node of this form (<paramref name="graph"/> tells its neighbours).</summary>
+    bool Matches(NodeProto node, GraphIndex graph);
 
     /// <summary>Describes the site anchored at node <paramref name="nodeIndex"/> of the main graph.</summary>
     AttentionSite Recognize(ModelProto model, int nodeIndex, GraphTypes types);
@@ -34,8 +34,8 @@ internal sealed record SiteRewrite(IReadOnlyList<NodeProto> Nodes, IReadOnlySet<
 internal static class AttentionForms
 {
     public static IReadOnlyList<IAttentionForm> All { get; } =
-        [OnnxAttentionForm.Instance, GroupQueryAttentionForm.Instance, MultiHeadAttentionForm.Instance];
+        [OnnxAttentionForm.Instance, GroupQueryAttentionForm.Instance, MultiHeadAttentionForm.Instance, UnfusedAttentionForm.Instance];
 
     /// <summary>The form anchored at <paramref name="node"/>, or null.</summary>
-    public static IAttentionForm? Of(NodeProto node) => All.FirstOrDefault(f => f.Matches(node));
+    public static IAttentionForm? Of(NodeProto node, GraphIndex graph) => All.FirstOrDefault(f => f.Matches(node, graph));
 }

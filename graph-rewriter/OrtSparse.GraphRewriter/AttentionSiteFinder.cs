@@ -21,9 +21,10 @@ public static class AttentionSiteFinder
         }
         var types = new GraphTypes(model.Graph);
         var sites = new List<AttentionSite>();
+        var index = new GraphIndex(model.Graph);
         for (var i = 0; i < model.Graph.Node.Count; i++)
         {
-            if (AttentionForms.Of(model.Graph.Node[i]) is { } form)
+            if (AttentionForms.Of(model.Graph.Node[i], index) is { } form)
             {
                 sites.Add(form.Recognize(model, i, types));
             }

@@ -26,7 +26,7 @@ internal sealed class GroupQueryAttentionForm : IAttentionForm
     {
     }
 
-    public bool Matches(NodeProto node) => node.OpType == "GroupQueryAttention" && node.Domain == Opsets.MicrosoftDomain;
+    public bool Matches(NodeProto node, GraphIndex graph) => node.OpType == "GroupQueryAttention" && node.Domain == Opsets.MicrosoftDomain;
 
     public AttentionSite Recognize(ModelProto model, int nodeIndex, GraphTypes types)
     {

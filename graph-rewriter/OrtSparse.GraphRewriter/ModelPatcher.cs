@@ -66,27 +66,49 @@ public static class ModelPatcher
             throw new PatchException(sites.Count == 0 ? "The model has no attention site that the rewriter recognises." : "No attention site can be replaced.");
         }
         var plan = Plan(sites, options);
+        if (options.AddCache && unsupported.Count > 0)
+        {
+            throw new PatchException("Cannot add a KV cache while attention sites are left as they are: every layer needs the cache.");
+        }
 
         var patched = model.Clone();
         var graph = patched.Graph;
         var types = new GraphTypes(graph);
         var names = new NameAllocator(graph);
+        var index = new GraphIndex(graph);
         // Every rewrite reads the graph as it was; the node list is rebuilt once at the end. Sites are
         // wired from the last layer to the first.
         var rewrites = new Dictionary<int, SiteRewrite>();
         var layers = new List<PatchedLayer>();
-        foreach (var layer in plan.Reverse())
+        foreach (var planned in plan.Reverse())
         {
+            var layer = planned;
             var site = layer.Site;
-            var form = AttentionForms.Of(graph.Node[site.NodeIndex])!;
+            var form = AttentionForms.Of(graph.Node[site.NodeIndex], index)!;
             var rewrite = form.Rewrite(patched, site, types, layer.Method, names);
+            if (options.AddCache)
+            {
+                if (KvCacheAddition.Problem(site, rewrite.Attention) is { } problem)
+                {
+                    throw new PatchException($"Cannot add a KV cache to {site.Kind} node '{site.NodeName}': {problem}.");
+                }
+                site = KvCacheAddition.Wire(site, rewrite.Attention, layer.Layer, names);
+                layer = layer with { Site = site };
+            }
             var needs = MethodRequirements.For(layer.Method, site, layer.Layer, options.Calibration);
             var state = MethodWiring.Apply(graph, rewrite.Attention, site, layer.Method, needs.Calibration, needs.StateWidth, names);
             rewrites[site.NodeIndex] = rewrite;
-            layers.Insert(0, new PatchedLayer(layer, state, RotaryOf(rewrite.Attention, types),
-                rewrite.Attention.OptionalInput(SparseAttentionOp.InputIndex("seqlens_k")) is not null));
+            layers.Insert(0, new PatchedLayer(layer, state, RotaryOf(rewrite.Attention, graph, types),
+                rewrite.Attention.OptionalInput(SparseAttentionOp.InputIndex("seqlens_k")) is not null) { CacheAdded = options.AddCache });
         }
+        var cone = rewrites.Keys.SelectMany(i => index.UpstreamCone(graph.Node[i].Output[0])).Select(i => graph.Node[i]).ToList();
         ReplaceNodes(graph, rewrites);
+        PruneDeadNodes(graph, cone);
+        if (options.AddCache)
+        {
+            KvCacheAddition.Declare(graph, layers.Select(l => l.Plan.Site).ToList());
+            KvCacheAddition.ShiftPositions(patched, layers[0].Plan.Site.PastKey!, names);
+        }
         if (Opsets.OnnxVersion(patched) is null && graph.Node.Any(n => Opsets.IsOnnxDomain(n.Domain)))
         {
             Opsets.Import(patched, "", Opsets.GlueVersion); // glue nodes in a contrib-only graph
@@ -104,14 +126,16 @@ public static class ModelPatcher
     }
 
     /// <summary>The rotary embedding <paramref name="attention"/> applies, with the rows of its table when the original graph declares them.</summary>
-    private static RotaryInOp? RotaryOf(NodeProto attention, GraphTypes types)
+    private static RotaryInOp? RotaryOf(NodeProto attention, GraphProto graph, GraphTypes types)
     {
         if (attention.IntAttribute("do_rotary") != 1)
         {
             return null;
         }
         var cosCache = attention.OptionalInput(SparseAttentionOp.InputIndex("cos_cache"));
-        long? positions = cosCache is not null && types.Find(cosCache)?.Dims is [{ } rows, _] ? rows : null;
+        // A table the rewrite derived is an initializer the declared types predate.
+        var dims = cosCache is null ? null : types.Find(cosCache)?.Dims ?? graph.Initializer.FirstOrDefault(i => i.Name == cosCache)?.Dims.Select(d => (long?)d).ToList();
+        long? positions = dims is [{ } rows, _] ? rows : null;
         return new RotaryInOp(attention.IntAttribute("rotary_interleaved") == 1, positions);
     }
 
@@ -138,6 +162,66 @@ public static class ModelPatcher
         {
             graph.ValueInfo.Remove(stale);
         }
+    }
+
+    /// <summary>
+    /// Removes the <paramref name="candidates"/> (nodes the replaced sites depended on) whose outputs nothing
+    /// reads any more, e.g. the scores, mask and rotary nodes of an unfused attention, then the initializers
+    /// only they read, and their value_info.
+    /// </summary>
+    private static void PruneDeadNodes(GraphProto graph, IReadOnlyCollection<NodeProto> candidates)
+    {
+        var pending = new HashSet<NodeProto>(candidates, ReferenceEqualityComparer.Instance);
+        var removed = new List<NodeProto>();
+        for (var changed = true; changed;)
+        {
+            var read = ReadValues(graph);
+            var dead = graph.Node.Where(n => pending.Contains(n) && n.Output.All(o => o.Length == 0 || !read.Contains(o))).ToList();
+            foreach (var node in dead)
+            {
+                graph.Node.Remove(node);
+                pending.Remove(node);
+            }
+            removed.AddRange(dead);
+            changed = dead.Count > 0;
+        }
+        var stillRead = ReadValues(graph);
+        var orphans = removed.SelectMany(n => n.Input).Where(i => !stillRead.Contains(i)).ToHashSet();
+        foreach (var initializer in graph.Initializer.Where(i => orphans.Contains(i.Name) && graph.Input.All(input => input.Name != i.Name)).ToList())
+        {
+            graph.Initializer.Remove(initializer);
+        }
+        var gone = removed.SelectMany(n => n.Output).ToHashSet();
+        foreach (var stale in graph.ValueInfo.Where(v => gone.Contains(v.Name)).ToList())
+        {
+            graph.ValueInfo.Remove(stale);
+        }
+    }
+
+    /// <summary>Every value a node (or a node of a subgraph) reads, and the graph outputs.</summary>
+    private static HashSet<string> ReadValues(GraphProto graph)
+    {
+        var read = graph.Output.Select(o => o.Name).ToHashSet();
+        void Visit(IEnumerable<NodeProto> nodes)
+        {
+            foreach (var node in nodes)
+            {
+                read.UnionWith(node.Input);
+                foreach (var attribute in node.Attribute)
+                {
+                    if (attribute.G is not null)
+                    {
+                        Visit(attribute.G.Node);
+                    }
+                    foreach (var subgraph in attribute.Graphs)
+                    {
+                        Visit(subgraph.Node);
+                    }
+                }
+            }
+        }
+        Visit(graph.Node);
+        return read;
     }
 
     private static void RecordMetadata(ModelProto model, IReadOnlyList<PatchedLayer> layers, IReadOnlyList<AttentionSite> left)

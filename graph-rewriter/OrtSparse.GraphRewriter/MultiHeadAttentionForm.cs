@@ -26,7 +26,7 @@ internal sealed class MultiHeadAttentionForm : IAttentionForm
     {
     }
 
-    public bool Matches(NodeProto node) => node.OpType == "MultiHeadAttention" && node.Domain == Opsets.MicrosoftDomain;
+    public bool Matches(NodeProto node, GraphIndex graph) => node.OpType == "MultiHeadAttention" && node.Domain == Opsets.MicrosoftDomain;
 
     public AttentionSite Recognize(ModelProto model, int nodeIndex, GraphTypes types)
     {

@@ -19,7 +19,7 @@ internal sealed class OnnxAttentionForm : IAttentionForm
     {
     }
 
-    public bool Matches(NodeProto node) => node.OpType == "Attention" && Opsets.IsOnnxDomain(node.Domain);
+    public bool Matches(NodeProto node, GraphIndex graph) => node.OpType == "Attention" && Opsets.IsOnnxDomain(node.Domain);
 
     public AttentionSite Recognize(ModelProto model, int nodeIndex, GraphTypes types)
     {
@@ -74,13 +74,31 @@ internal sealed class OnnxAttentionForm : IAttentionForm
         }
 
         var rotary = reason is null ? Rotary(model.Graph, node, types, rank, numHeads!.Value, kvNumHeads!.Value, headDim) : null;
+        var plan = reason is null ? Decomposed(model, node, types, rank, rotary!) : null;
+        var notes = new List<string>();
+        if (plan?.Note is { } decomposedNote)
+        {
+            notes.Add(decomposedNote);
+        }
+        else if (rotary?.Note is { } note)
+        {
+            notes.Add(note);
+        }
+        if (reason is null && CausalMask(model, node, types) is { } mask)
+        {
+            notes.Add($"attn_mask '{mask}' checked causal: becomes is_causal = 1");
+        }
+        var traced = plan?.Query is not null;
         return new AttentionSite(nodeIndex, SiteFacts.Label(node, nodeIndex), $"onnx.Attention-{(opset >= 24 ? 24 : 23)}", rank,
-            numHeads, kvNumHeads, headDim, SiteFacts.ElementTypeName(elementType),
+            numHeads, traced ? plan!.Key!.Heads : kvNumHeads, headDim, SiteFacts.ElementTypeName(elementType),
             node.OptionalInput(PastKeyInput), node.OptionalInput(PastValueInput),
             node.OptionalOutput(PresentKeyOutput), node.OptionalOutput(PresentValueOutput), reason)
         {
-            Notes = rotary?.Note is { } note ? [note] : [],
-            QueryKeyValue = node.Input.Count < 3 ? null : [rotary?.Fusion?.Query ?? node.Input[0], rotary?.Fusion?.Key ?? node.Input[1], node.Input[2]],
+            Notes = notes,
+            QueryKeyValue = node.Input.Count < 3 ? null
+                : traced && plan!.Query!.Layout == "BHSD" && plan.Key!.Layout == "BHSD" && plan.Value!.Layout == "BHSD" ? [plan.Query.Value, plan.Key.Value, plan.Value.Value]
+                : traced ? null
+                : [rotary?.Fusion?.Query ?? node.Input[0], rotary?.Fusion?.Key ?? node.Input[1], node.Input[2]],
         };
     }
 
@@ -88,19 +106,32 @@ internal sealed class OnnxAttentionForm : IAttentionForm
     public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names)
     {
         var node = model.Graph.Node[site.NodeIndex];
-        var fusion = Rotary(model.Graph, node, types, site.Rank, site.NumHeads!.Value, site.KvNumHeads!.Value, site.HeadDim).Fusion;
+        var rotary = Rotary(model.Graph, node, types, site.Rank, site.NumHeads!.Value, site.KvNumHeads!.Value, site.HeadDim);
+        var plan = Decomposed(model, node, types, site.Rank, rotary);
+        var fusion = plan?.Query is not null ? plan.Rotary?.Fuse(model.Graph, names, new HashSet<int>()) : rotary.Fusion;
         var glue = new GraphGlue(model, names, site.NodeName);
         string ToBsh(string input, string role) => site.Rank == 3 ? input : glue.HeadsToHidden(input, role);
 
-        var inputs = new Dictionary<string, string>
-        {
-            ["query"] = ToBsh(fusion?.Query ?? node.Input[0], "query"),
-            ["key"] = ToBsh(fusion?.Key ?? node.Input[1], "key"),
-            ["value"] = ToBsh(node.Input[2], "value"),
-        };
+        var inputs = plan?.Query is { } query
+            ? new Dictionary<string, string>
+            {
+                ["query"] = query.ToHidden(glue, "query"),
+                ["key"] = plan.Key!.ToHidden(glue, "key"),
+                ["value"] = plan.Value!.ToHidden(glue, "value"),
+            }
+            : new Dictionary<string, string>
+            {
+                ["query"] = ToBsh(fusion?.Query ?? node.Input[0], "query"),
+                ["key"] = ToBsh(fusion?.Key ?? node.Input[1], "key"),
+                ["value"] = ToBsh(node.Input[2], "value"),
+            };
         SparseAttentionNode.AddIfGiven(inputs, "past_key", site.PastKey);
         SparseAttentionNode.AddIfGiven(inputs, "past_value", site.PastValue);
-        SparseAttentionNode.AddIfGiven(inputs, "attention_mask", node.OptionalInput(MaskInput));
+        var causalMask = CausalMask(model, node, types);
+        if (causalMask is null)
+        {
+            SparseAttentionNode.AddIfGiven(inputs, "attention_mask", node.OptionalInput(MaskInput));
+        }
         fusion?.Wire(inputs, glue);
 
         var output = site.Rank == 3 ? node.Output[0] : glue.Value("output_bsh");
@@ -108,7 +139,7 @@ internal sealed class OnnxAttentionForm : IAttentionForm
         SparseAttentionNode.AddIfGiven(outputs, "present_key", site.PresentKey);
         SparseAttentionNode.AddIfGiven(outputs, "present_value", site.PresentValue);
 
-        var settings = new AttentionSettings(site.NumHeads.Value, site.KvNumHeads.Value, node.IntAttribute("is_causal") == 1)
+        var settings = new AttentionSettings(site.NumHeads.Value, site.KvNumHeads.Value, causalMask is not null || node.IntAttribute("is_causal") == 1)
         {
             Scale = node.FloatAttribute("scale"),
             Softcap = node.FloatAttribute("softcap") ?? 0,
@@ -122,7 +153,72 @@ internal sealed class OnnxAttentionForm : IAttentionForm
             after.HiddenToHeads(output, "output", site.NumHeads.Value, node.Output[0]);
             nodes.AddRange(after.Nodes);
         }
-        return new SiteRewrite(nodes, fusion?.Absorbed ?? new HashSet<int>());
+        return new SiteRewrite(nodes, plan?.Query is not null ? new HashSet<int>() : fusion?.Absorbed ?? new HashSet<int>());
+    }
+
+    /// <summary>
+    /// What the exporter wrote around a 4-D Attention without a cache whose rotary embedding the usual fusion
+    /// cannot move: Q, K and V traced back over repeat_kv (which becomes the op's grouped heads) and a rotary
+    /// embedding whose tables are derived from the graph (<see cref="RotaryPatterns"/>). Null when there is
+    /// nothing to trace (3-D, a cache, no repeat_kv or rotary); otherwise either the operands or a note on why not.
+    /// </summary>
+    private static TracedPlan? Decomposed(ModelProto model, NodeProto node, GraphTypes types, int rank, RotaryEmbeddingFusion.Outcome rotary)
+    {
+        if (rank != 4 || rotary.Fusion is not null || node.OptionalInput(PastKeyInput) is not null)
+        {
+            return null;
+        }
+        var graph = new GraphIndex(model.Graph);
+        var evaluator = new GraphEvaluator(model.Graph, types);
+        var q = AttentionOperands.Trace(graph, evaluator, types, node.Input[0], "BHSD", allowRepeat: false, allowRotary: true);
+        var k = AttentionOperands.Trace(graph, evaluator, types, node.Input[1], "BHSD", allowRepeat: true, allowRotary: true);
+        var v = AttentionOperands.Trace(graph, evaluator, types, node.Input[2], "BHSD", allowRepeat: true, allowRotary: false);
+        if (!k.Repeated && q.Rotary is null && k.Rotary is null)
+        {
+            return null;
+        }
+        TracedPlan NotTraced(string why) => new(null, null, null, null, $"{rotary.Note ?? "Q, K and V are used as they are"}; tracing them further: {why}");
+        var problem = q.Problem("query") ?? k.Problem("key") ?? v.Problem("value")
+            ?? (q.Scale != 1 || k.Scale != 1 || v.Scale != 1 ? "a query, key or value is scaled before Attention" : null)
+            ?? (v.Heads != k.Heads || v.Repeated != k.Repeated ? "the key and value are not repeated alike" : null)
+            ?? (q.Rotary is null != (k.Rotary is null) ? $"only the {(q.Rotary is null ? "key" : "query")} is rotated" : null);
+        if (problem is not null)
+        {
+            return NotTraced(problem);
+        }
+        DerivedRotary? derived = null;
+        if (q.Rotary is not null)
+        {
+            derived = RotaryPatterns.Derive(evaluator, model.Graph, q.Rotary, k.Rotary!, q.HeadDim, out var rotaryProblem);
+            if (derived is null)
+            {
+                return NotTraced($"rotary embedding ({q.Rotary.Form}) cannot move into the op: {rotaryProblem}");
+            }
+        }
+        var notes = new List<string>();
+        if (k.Repeated)
+        {
+            notes.Add($"GQA repeat_kv before Attention folded: {q.Heads} query heads read {k.Heads} key/value heads");
+        }
+        if (derived is not null)
+        {
+            notes.Add($"rotary embedding fused ({q.Rotary!.Form}): SparseAttention applies it (do_rotary = 1) from cos/sin tables of {derived.Positions} positions computed from the graph, positions following the cache");
+        }
+        return new TracedPlan(q, k, v, derived, string.Join("; ", notes));
+    }
+
+    /// <summary>The traced operands of <see cref="Decomposed"/>, or only a note when they cannot be used.</summary>
+    private sealed record TracedPlan(TracedOperand? Query, TracedOperand? Key, TracedOperand? Value, DerivedRotary? Rotary, string? Note);
+
+    /// <summary>The attn_mask of a node without a cache that is checked to be the causal mask (so is_causal = 1 replaces it), or null.</summary>
+    private static string? CausalMask(ModelProto model, NodeProto node, GraphTypes types)
+    {
+        if (node.OptionalInput(MaskInput) is not { } mask || node.OptionalInput(PastKeyInput) is not null || node.IntAttribute("is_causal") == 1)
+        {
+            return null;
+        }
+        var kind = types.Find(mask)?.ElementType == TensorProto.Types.DataType.Bool ? MaskKind.KeepWhereTrue : MaskKind.Additive;
+        return AttentionOperands.CausalProblem(new GraphEvaluator(model.Graph, types), model.Graph, mask, kind) is null ? mask : null;
     }
 
     /// <summary>The ONNX RotaryEmbedding nodes rotating Q and K, with the heads Attention splits them into.</summary>

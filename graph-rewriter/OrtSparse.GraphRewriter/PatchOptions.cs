@@ -19,6 +19,13 @@ public sealed record PatchOptions
     /// <summary>Leave sites that cannot be replaced as they are instead of failing.</summary>
     public bool LeaveUnsupported { get; init; }
 
+    /// <summary>
+    /// Give a model exported without a KV cache one (GenAI's <c>past_key_values.N.key/value</c> inputs and
+    /// <c>present.N.key/value</c> outputs, positions after the cached prefix); every site must be replaced,
+    /// causal and without a cache. See docs/rewriter.md.
+    /// </summary>
+    public bool AddCache { get; init; }
+
     /// <summary>Calibration data (from <c>ortsparse calibrate</c>) for methods that need it; layer L is the L-th replaced site in graph order.</summary>
     public CalibrationData? Calibration { get; init; }
 

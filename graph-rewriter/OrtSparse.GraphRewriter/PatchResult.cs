@@ -41,7 +41,11 @@ public sealed record RotaryInOp(bool Interleaved, long? TablePositions);
 /// True for a cache with GroupQueryAttention's semantics (seqlens_k and total_sequence_length; past and
 /// present may be one buffer); false for a cache the op concatenates (present = past followed by the new keys).
 /// </param>
-public sealed record PatchedLayer(LayerPlan Plan, MethodStateTensors? State, RotaryInOp? Rotary, bool SharedBufferCache);
+public sealed record PatchedLayer(LayerPlan Plan, MethodStateTensors? State, RotaryInOp? Rotary, bool SharedBufferCache)
+{
+    /// <summary>True when the rewriter gave the site its cache (<see cref="PatchOptions.AddCache"/>).</summary>
+    public bool CacheAdded { get; init; }
+}
 
 /// <summary>The patched model and what was done to each site.</summary>
 /// <param name="Model">A new model; the input model is unchanged.</param>

@@ -23,6 +23,12 @@ internal sealed record FusedRotary(string Query, string Key, string CosCache, st
     bool Interleaved, IReadOnlySet<int> Absorbed)
 {
     /// <summary>
+    /// True when <see cref="CosCache"/> and <see cref="SinCache"/> are [max_position, R/2] tables whose row p is
+    /// position p and the positions are the op's default (past length + i), so no position_ids are wired.
+    /// </summary>
+    public bool FollowsCache { get; init; }
+
+    /// <summary>
     /// Sets the op's cos_cache, sin_cache and position_ids. Rows of this step become a table of
     /// (batch or 1)·sequence_length rows, row b·S + i holding sequence b's row i, and the position
     /// ids index it row by row: the op then rotates exactly as the RotaryEmbedding nodes did,
@@ -33,6 +39,11 @@ internal sealed record FusedRotary(string Query, string Key, string CosCache, st
         if (PositionIds is { } positions)
         {
             (inputs["cos_cache"], inputs["sin_cache"], inputs["position_ids"]) = (CosCache, SinCache, positions);
+            return;
+        }
+        if (FollowsCache)
+        {
+            (inputs["cos_cache"], inputs["sin_cache"]) = (CosCache, SinCache);
             return;
         }
         var tableShape = glue.Int64s("rotary_table_shape", -1, HalfRotaryDim);

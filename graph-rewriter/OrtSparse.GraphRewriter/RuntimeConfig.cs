@@ -72,6 +72,7 @@ public static class RuntimeConfig
             cache = site.PastKey is null && site.PresentKey is null ? null : new
             {
                 mode = layer.SharedBufferCache ? "shared_buffer" : "concat",
+                added = layer.CacheAdded,
                 past_key = site.PastKey,
                 past_value = site.PastValue,
                 present_key = site.PresentKey,

@@ -89,12 +89,12 @@ public sealed class LayerPlanTests : IDisposable
         var layers = root.GetProperty("layers").EnumerateArray().ToList();
         Assert.Equal("""
             {"layer":0,"node":"/layers.0/attn/Attention","form":"onnx.Attention-23","num_heads":2,"kv_num_heads":1,"head_size":64,"element_type":"float",
-            "cache":{"mode":"concat","past_key":"past_key_values.0.key","past_value":"past_key_values.0.value","present_key":"present.0.key","present_value":"present.0.value"},
+            "cache":{"mode":"concat","added":false,"past_key":"past_key_values.0.key","past_value":"past_key_values.0.value","present_key":"present.0.key","present_value":"present.0.value"},
             "rotary":null,"max_length":null,"method":{"name":"dense","parameters":{}},"state":null}
             """.ReplaceLineEndings(""), Compact(layers[0]));
         Assert.Equal("""
             {"layer":1,"node":"/layers.1/attn/Attention","form":"onnx.Attention-23","num_heads":2,"kv_num_heads":1,"head_size":64,"element_type":"float",
-            "cache":{"mode":"concat","past_key":"past_key_values.1.key","past_value":"past_key_values.1.value","present_key":"present.1.key","present_value":"present.1.value"},
+            "cache":{"mode":"concat","added":false,"past_key":"past_key_values.1.key","past_value":"past_key_values.1.value","present_key":"present.1.key","present_value":"present.1.value"},
             "rotary":null,"max_length":null,"method":{"name":"quest","parameters":{"page_size":8}},
             "state":{"slot":"summary","input":"past_key_values.1.ortsparse_summary","output":"present.1.ortsparse_summary","element_type":"float","shape":["batch_size",1,"state_length",128]}}
             """.ReplaceLineEndings(""), Compact(layers[1]));
@@ -116,7 +116,7 @@ public sealed class LayerPlanTests : IDisposable
         Assert.Equal(20, gqaConfig.RootElement.GetProperty("max_length").GetInt64());
         Assert.Equal("""
             {"layer":0,"node":"/model/layers.0/attn/GroupQueryAttention","form":"com.microsoft.GroupQueryAttention","num_heads":4,"kv_num_heads":2,"head_size":16,"element_type":"float",
-            "cache":{"mode":"shared_buffer","past_key":"past_key_values.0.key","past_value":"past_key_values.0.value","present_key":"present.0.key","present_value":"present.0.value"},
+            "cache":{"mode":"shared_buffer","added":false,"past_key":"past_key_values.0.key","past_value":"past_key_values.0.value","present_key":"present.0.key","present_value":"present.0.value"},
             "rotary":{"interleaved":true},"max_length":20,"method":{"name":"quest","parameters":{}},
             "state":{"slot":"summary","input":"past_key_values.0.ortsparse_summary","output":"present.0.ortsparse_summary","element_type":"float","shape":["batch_size",2,"state_length",32]}}
             """.ReplaceLineEndings(""), Compact(gqaConfig.RootElement.GetProperty("layers")[0]));

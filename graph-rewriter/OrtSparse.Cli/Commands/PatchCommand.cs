@@ -12,19 +12,21 @@ internal static class PatchCommand
 {
     private static string Usage() => $"""
         usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--dense-layers L] [--layer-method SPEC]
-                               [--PARAMETER value ...] [--calibration CALIB] [--leave-unsupported] [--no-verify]
+                               [--PARAMETER value ...] [--calibration CALIB] [--leave-unsupported] [--add-cache] [--no-verify]
 
           -o, --output         where to write the patched model (never the input itself); the runtime config
                                (docs/runtime-config.md) goes beside it: OUT.onnx -> OUT.ortsparse.json
           --calibration CALIB  output of 'ortsparse calibrate' (loki and saap need it; hash uses it if present)
           --leave-unsupported  keep attention sites that cannot be replaced instead of failing
+          --add-cache          give a model exported without a KV cache one (past_key_values.N.key/value inputs,
+                               present.N.key/value outputs, positions after the cached prefix; docs/rewriter.md)
           --no-verify          skip loading the patched model in ONNX Runtime before writing it
         {MethodOptions.Help()}
         """;
 
     public static int Run(string[] args, TextWriter stdout)
     {
-        var line = CommandLine.Parse(args, ["-o", "--output", "--calibration", .. MethodOptions.Names], ["--leave-unsupported", "--no-verify", "--help", "-h"]);
+        var line = CommandLine.Parse(args, ["-o", "--output", "--calibration", .. MethodOptions.Names], ["--leave-unsupported", "--add-cache", "--no-verify", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
             stdout.WriteLine(Usage());
@@ -45,6 +47,7 @@ internal static class PatchCommand
             Method = method,
             LayerMethods = layerMethods,
             LeaveUnsupported = line.Flag("--leave-unsupported"),
+            AddCache = line.Flag("--add-cache"),
             Calibration = line.Option("--calibration") is { } calibration ? OrtSparse.Calibration.CalibrationData.Load(calibration) : null,
         };
 
