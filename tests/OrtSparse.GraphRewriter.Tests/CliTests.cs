@@ -141,11 +141,19 @@ public sealed class CliTests : IDisposable
         Assert.Contains(message, result.Err);
     }
 
-    /// <summary>The checkout: above the test assembly, or, for tests published outside it (the GPU host), above the working directory.</summary>
+    /// <summary>
+    /// The checkout: above the test assembly, or, for tests published outside it (the GPU host, where
+    /// the test runner works in its own folder), ORTSPARSE_REPOSITORY_ROOT or above the working directory.
+    /// </summary>
     internal static string RepositoryRoot()
     {
-        foreach (var start in new[] { AppContext.BaseDirectory, Environment.CurrentDirectory })
+        var named = Environment.GetEnvironmentVariable("ORTSPARSE_REPOSITORY_ROOT");
+        foreach (var start in new[] { AppContext.BaseDirectory, named, Environment.CurrentDirectory })
         {
+            if (string.IsNullOrEmpty(start))
+            {
+                continue;
+            }
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
                 if (File.Exists(Path.Combine(dir.FullName, "OrtSparse.sln")))
@@ -154,6 +162,7 @@ public sealed class CliTests : IDisposable
                 }
             }
         }
-        throw new InvalidOperationException($"no OrtSparse.sln above {AppContext.BaseDirectory} or {Environment.CurrentDirectory}");
+        throw new InvalidOperationException(
+            $"no OrtSparse.sln above {AppContext.BaseDirectory}, ORTSPARSE_REPOSITORY_ROOT ({named ?? "unset"}) or {Environment.CurrentDirectory}");
     }
 }

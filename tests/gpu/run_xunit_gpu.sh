@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 source tests/gpu/gpu_env.sh || exit 2
 [[ -f $ORTSPARSE_OPS_LIBRARY ]] || bash tests/gpu/build_ops_cuda.sh || exit 1
 export ORTSPARSE_TEST_DEVICE=cuda
+export ORTSPARSE_REPOSITORY_ROOT=$PWD  # the test runner works in its own folder; test data lives here
 timeout "${XUNIT_TIMEOUT:-480}" "$app/OrtSparse.GraphRewriter.Tests" -noColor -noLogo -xml "$out/xunit.xml" "$@" >"$out/xunit.log" 2>&1
 status=$?
 ((status == 124)) && echo "run_xunit_gpu.sh: the suite ran past ${XUNIT_TIMEOUT:-480} s"
