@@ -156,15 +156,15 @@ Ort::Status Compute(const AttentionAttributes& attributes, OrtAllocator* allocat
   }
 
   auto stream = static_cast<cudaStream_t>(context.GetGPUComputeStream());
-  const int64_t S = plan.query_length;
+  const int64_t appended = plan.kv_length;  // new keys per sequence: S, or S_kv for cross-attention
   ORTSPARSE_RETURN_IF_CUDA_ERROR("deriving the sequence lengths", cuda::LaunchSequenceLengths(length_params, stream));
-  ORTSPARSE_RETURN_IF_CUDA_ERROR("appending the keys", cuda::LaunchKvAppend(step.key_append, S, stream));
-  ORTSPARSE_RETURN_IF_CUDA_ERROR("appending the values", cuda::LaunchKvAppend(step.value_append, S, stream));
+  ORTSPARSE_RETURN_IF_CUDA_ERROR("appending the keys", cuda::LaunchKvAppend(step.key_append, appended, stream));
+  ORTSPARSE_RETURN_IF_CUDA_ERROR("appending the values", cuda::LaunchKvAppend(step.value_append, appended, stream));
   if (step.rotate_query) {
     ORTSPARSE_RETURN_IF_CUDA_ERROR("rotating the queries", cuda::LaunchRotary(step.query_rotation, stream));
   }
   ORTSPARSE_RETURN_IF_CUDA_ERROR("updating the method state",
-                                 cuda::LaunchMethodStateUpdate(step.attention, step.method, T_cap, S, stream));
+                                 cuda::LaunchMethodStateUpdate(step.attention, step.method, T_cap, appended, stream));
   if (prefill) {
     ORTSPARSE_RETURN_IF_CUDA_ERROR("the prefill attention",
                                    cuda::LaunchPrefill(step.attention, step.method, T_cap, scratch.piece(kDecodeWorkspace),
