@@ -8,7 +8,9 @@
 
 #include <cstdint>
 
+#include "ortsparse/attention_params.h"
 #include "ortsparse/data_type.h"
+#include "ortsparse/status.h"
 
 #define ORTSPARSE_CUDA_RETURN_IF_ERROR(expression)      \
   do {                                                  \
@@ -240,6 +242,25 @@ __device__ __forceinline__ void AllowNextKernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// The limits decode and prefill share: head size D = Dv in {64, 80, 96, 128}, whole GQA groups, no
+// precomputed selection, a key capacity in [1, 2^30]. `op` prefixes the messages.
+inline Status CheckHeadsAndCapacity(const char* op, const AttentionParams& a, int64_t key_capacity) {
+  if (a.head_size != 64 && a.head_size != 80 && a.head_size != 96 && a.head_size != 128) {
+    return ErrorStatus(op, "head size ", a.head_size, " is not one of 64, 80, 96, 128");
+  }
+  if (a.v_head_size != a.head_size) {
+    return ErrorStatus(op, "value head size ", a.v_head_size, " differs from the key head size ", a.head_size);
+  }
+  if (a.kv_num_heads <= 0 || a.num_heads % a.kv_num_heads != 0) {
+    return ErrorStatus(op, "num_heads (", a.num_heads, ") must be a multiple of kv_num_heads (", a.kv_num_heads, ")");
+  }
+  if (a.selection != nullptr) return ErrorStatus(op, "a precomputed key selection is not supported");
+  if (key_capacity <= 0 || key_capacity > (int64_t{1} << 30)) {
+    return ErrorStatus(op, "key capacity ", key_capacity, " is outside [1, 2^30]");
+  }
+  return Status::Ok();
 }
 
 }  // namespace ortsparse::cuda

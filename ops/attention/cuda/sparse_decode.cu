@@ -202,19 +202,8 @@ Status CheckDecodeSupport(const AttentionParams& a, const SparseMethodParams& m,
     return ErrorStatus(kOp, "the attention type must be float16, bfloat16 or float32, got ", DataTypeName(a.type));
   }
   if (a.query_length != 1) return ErrorStatus(kOp, "decode steps have one query row, got ", a.query_length);
-  if (a.head_size != 64 && a.head_size != 80 && a.head_size != 96 && a.head_size != 128) {
-    return ErrorStatus(kOp, "head size ", a.head_size, " is not one of 64, 80, 96, 128");
-  }
-  if (a.v_head_size != a.head_size) {
-    return ErrorStatus(kOp, "value head size ", a.v_head_size, " differs from the key head size ", a.head_size);
-  }
-  if (a.kv_num_heads <= 0 || a.num_heads % a.kv_num_heads != 0) {
-    return ErrorStatus(kOp, "num_heads (", a.num_heads, ") must be a multiple of kv_num_heads (", a.kv_num_heads, ")");
-  }
-  if (a.selection != nullptr) return ErrorStatus(kOp, "a precomputed key selection is not supported");
-  if (key_capacity <= 0 || key_capacity > (int64_t{1} << 30)) {
-    return ErrorStatus(kOp, "key capacity ", key_capacity, " is outside [1, 2^30]");
-  }
+  const Status shapes = CheckHeadsAndCapacity(kOp, a, key_capacity);
+  if (!shapes.ok()) return shapes;
   const int64_t element = DataTypeSize(a.type);
   if ((a.key_strides[2] * element) % 16 != 0 || (a.value_strides[2] * element) % 16 != 0) {
     return ErrorStatus(kOp, "cache rows must start at 16-byte boundaries, got row strides of ", a.key_strides[2],
