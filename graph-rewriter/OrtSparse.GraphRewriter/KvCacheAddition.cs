@@ -7,11 +7,13 @@ namespace OrtSparse.GraphRewriter;
 /// <summary>
 /// Gives a model exported without a KV cache (<c>input_ids → logits</c>) one, in ONNX Runtime GenAI's
 /// naming: per layer L the inputs <c>past_key_values.L.key</c>/<c>.value</c> [batch_size, kv_heads,
-/// past_sequence_length, head_size] and the outputs <c>present.L.key</c>/<c>.value</c> [batch_size,
-/// kv_heads, total_sequence_length, head_size], wired to SparseAttention in concat mode (present = past
-/// followed by this step's keys). Positions follow the cache: the op's rotary embedding uses its default
-/// positions past_length + i, and every <c>Range(0, sequence_length)</c> still in the graph (a learned
-/// position embedding's lookup, GPT-2) becomes <c>Range(past_length, past_length + sequence_length)</c>.
+/// past_sequence_length, head_size] and the outputs <c>present.L.key</c>/<c>.value</c>, wired to
+/// SparseAttention in shared-buffer mode: two more inputs, <c>seqlens_k</c> (int32 [batch_size], the
+/// keys after this step minus 1) and <c>total_sequence_length</c> (int32 scalar, the keys after this
+/// step), tell the op where the step's keys go, so a runtime binds past and present to one buffer that
+/// outlives the step and the op appends in place. Positions follow the cache: the op's rotary embedding
+/// uses its default positions past_length + i, and every <c>Range(0, sequence_length)</c> still in the
+/// graph (a learned position embedding's lookup, GPT-2) becomes <c>Range(total − sequence_length, total)</c>.
 /// The model keeps no attention_mask input: a batch is sequences of equal length without padding.
 /// </summary>
 internal static class KvCacheAddition
@@ -42,8 +44,17 @@ internal static class KvCacheAddition
         return site.ElementType is "float" or "float16" ? null : $"its element type ({site.ElementType}) is unknown";
     }
 
+    /// <summary>The graph inputs every layer's op reads its cache lengths from.</summary>
+    /// <param name="SeqlensK">int32 [batch_size]: keys of each sequence after this step, minus 1.</param>
+    /// <param name="TotalSequenceLength">int32 scalar: keys after this step.</param>
+    public sealed record Lengths(string SeqlensK, string TotalSequenceLength)
+    {
+        /// <summary>Allocates the two input names in <paramref name="names"/>.</summary>
+        public static Lengths Allocate(NameAllocator names) => new(names.Fresh("seqlens_k"), names.Fresh("total_sequence_length"));
+    }
+
     /// <summary>Wires layer <paramref name="layer"/>'s cache into <paramref name="attention"/> and returns the site with its cache names.</summary>
-    public static AttentionSite Wire(AttentionSite site, NodeProto attention, int layer, NameAllocator names)
+    public static AttentionSite Wire(AttentionSite site, NodeProto attention, int layer, Lengths lengths, NameAllocator names)
     {
         var pastKey = names.Fresh($"past_key_values.{layer}.key");
         var pastValue = names.Fresh($"past_key_values.{layer}.value");
@@ -53,12 +64,16 @@ internal static class KvCacheAddition
         SetSlot(attention.Input, SparseAttentionOp.InputIndex("past_value"), pastValue);
         SetSlot(attention.Output, SparseAttentionOp.OutputNames.ToList().IndexOf("present_key"), presentKey);
         SetSlot(attention.Output, SparseAttentionOp.OutputNames.ToList().IndexOf("present_value"), presentValue);
+        SetSlot(attention.Input, SparseAttentionOp.InputIndex("seqlens_k"), lengths.SeqlensK);
+        SetSlot(attention.Input, SparseAttentionOp.InputIndex("total_sequence_length"), lengths.TotalSequenceLength);
         return site with { PastKey = pastKey, PastValue = pastValue, PresentKey = presentKey, PresentValue = presentValue };
     }
 
-    /// <summary>Declares the cache inputs and outputs of <paramref name="sites"/> (in layer order) on the graph.</summary>
-    public static void Declare(GraphProto graph, IReadOnlyList<AttentionSite> sites)
+    /// <summary>Declares the length inputs and the cache inputs and outputs of <paramref name="sites"/> (in layer order) on the graph.</summary>
+    public static void Declare(GraphProto graph, IReadOnlyList<AttentionSite> sites, Lengths lengths)
     {
+        graph.Input.Add(OnnxBuilder.TensorValueInfo(lengths.SeqlensK, DataType.Int32, ["batch_size"]));
+        graph.Input.Add(OnnxBuilder.TensorValueInfo(lengths.TotalSequenceLength, DataType.Int32, []));
         foreach (var site in sites)
         {
             var type = site.ElementType == "float16" ? DataType.Float16 : DataType.Float;
@@ -72,11 +87,12 @@ internal static class KvCacheAddition
     }
 
     /// <summary>
-    /// Shifts every <c>Range(0, sequence_length, 1)</c> of the patched graph by the past length (read from
-    /// <paramref name="pastKey"/>'s dim 2), checked by evaluating start, limit and delta for two input shapes.
+    /// Shifts every <c>Range(0, sequence_length, 1)</c> of the patched graph to
+    /// <c>Range(total − sequence_length, total)</c>, total being <paramref name="lengths"/>' total sequence
+    /// length; a Range qualifies when evaluating start, limit and delta for two input shapes shows it counts the sequence.
     /// </summary>
     /// <returns>The names of the Range nodes shifted.</returns>
-    public static IReadOnlyList<string> ShiftPositions(ModelProto model, string pastKey, NameAllocator names)
+    public static IReadOnlyList<string> ShiftPositions(ModelProto model, Lengths lengths, NameAllocator names)
     {
         var graph = model.Graph;
         var evaluator = new GraphEvaluator(graph, new GraphTypes(graph));
@@ -89,13 +105,10 @@ internal static class KvCacheAddition
                 continue;
             }
             var glue = new GraphGlue(model, names, range.Name.Length > 0 ? range.Name : $"Range_{i}");
-            var dims = glue.Op("Shape", "past_length_1d", [pastKey], attributes: [OnnxBuilder.IntAttribute("start", 2), OnnxBuilder.IntAttribute("end", 3)]);
-            var pastLength = glue.Op("Squeeze", "past_length", [dims, glue.Int64s("past_length_axes", 0)]);
-            if (evaluator.Constant(range.Input[0]) is { Type: not DataType.Int64 } start)
-            {
-                pastLength = glue.Op("Cast", "past_length_cast", [pastLength], attributes: OnnxBuilder.IntAttribute("to", (long)start.Type));
-            }
-            var limit = glue.Op("Add", "shifted_limit", [range.Input[1], pastLength]);
+            var total = glue.Op("Cast", "total_length", [lengths.TotalSequenceLength],
+                attributes: OnnxBuilder.IntAttribute("to", (long)(evaluator.Constant(range.Input[0])?.Type ?? DataType.Int64)));
+            var pastLength = glue.Op("Sub", "past_length", [total, range.Input[1]]);
+            var limit = total;
             var oldStart = range.Input[0];
             range.Input[0] = pastLength;
             if (graph.Node.All(n => !n.Input.Contains(oldStart)) && graph.Initializer.FirstOrDefault(t => t.Name == oldStart) is { } unused)

@@ -80,6 +80,7 @@ public static class ModelPatcher
         // wired from the last layer to the first.
         var rewrites = new Dictionary<int, SiteRewrite>();
         var layers = new List<PatchedLayer>();
+        var cacheLengths = options.AddCache ? KvCacheAddition.Lengths.Allocate(names) : null;
         foreach (var planned in plan.Reverse())
         {
             var layer = planned;
@@ -92,7 +93,7 @@ public static class ModelPatcher
                 {
                     throw new PatchException($"Cannot add a KV cache to {site.Kind} node '{site.NodeName}': {problem}.");
                 }
-                site = KvCacheAddition.Wire(site, rewrite.Attention, layer.Layer, names);
+                site = KvCacheAddition.Wire(site, rewrite.Attention, layer.Layer, cacheLengths!, names);
                 layer = layer with { Site = site };
             }
             var needs = MethodRequirements.For(layer.Method, site, layer.Layer, options.Calibration);
@@ -106,8 +107,8 @@ public static class ModelPatcher
         PruneDeadNodes(graph, cone);
         if (options.AddCache)
         {
-            KvCacheAddition.Declare(graph, layers.Select(l => l.Plan.Site).ToList());
-            KvCacheAddition.ShiftPositions(patched, layers[0].Plan.Site.PastKey!, names);
+            KvCacheAddition.Declare(graph, layers.Select(l => l.Plan.Site).ToList(), cacheLengths!);
+            KvCacheAddition.ShiftPositions(patched, cacheLengths!, names);
         }
         if (Opsets.OnnxVersion(patched) is null && graph.Node.Any(n => Opsets.IsOnnxDomain(n.Domain)))
         {

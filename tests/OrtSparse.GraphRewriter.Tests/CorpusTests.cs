@@ -75,7 +75,7 @@ public sealed class CorpusTests
     public void WithTheAddedCacheAPrefillMatchesPyTorchLogits(string export)
     {
         var result = Patch(export, "dense", addCache: true);
-        Assert.Equal(["past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
+        Assert.Equal(["seqlens_k", "total_sequence_length", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
             result.Model.Graph.Input.Skip(1).Select(i => i.Name));
         Assert.Equal(["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"], result.Model.Graph.Output.Select(o => o.Name));
         AssertLogitsMatch(result.Model, export, "dense with a cache");
@@ -83,6 +83,7 @@ public sealed class CorpusTests
         using var config = JsonDocument.Parse(RuntimeConfig.ToJson(result, "model.onnx"));
         var layers = config.RootElement.GetProperty("layers").EnumerateArray().ToList();
         Assert.All(layers, l => Assert.True(l.GetProperty("cache").GetProperty("added").GetBoolean()));
+        Assert.All(layers, l => Assert.Equal("shared_buffer", l.GetProperty("cache").GetProperty("mode").GetString()));
         Assert.Equal(["present.0.key", "present.1.key"], layers.Select(l => l.GetProperty("cache").GetProperty("present_key").GetString()));
         var rotary = export.Split('-')[0] != "gpt2";
         Assert.Equal(rotary ? "4096" : "null", config.RootElement.GetProperty("max_length").GetRawText());
@@ -149,7 +150,7 @@ public sealed class CorpusTests
         var input = OnnxTensor.Load(Path.Combine(data, "input_0.pb"));
         var expected = TensorValues.ToDoubles(OnnxTensor.Load(Path.Combine(data, "output_0.pb")));
         var feeds = new Dictionary<string, OrtValue> { ["input_ids"] = TensorValues.ToOrtValue(input) };
-        feeds.AddEmptyCache(model, batch: input.Dims[0]);
+        feeds.AddEmptyCache(model, batch: input.Dims[0], length: input.Dims[1]);
         try
         {
             var (shape, logits) = Sessions.Run(model, feeds, withOrtSparse: true)["logits"];
@@ -173,14 +174,16 @@ public sealed class CorpusTests
         using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(result.Model), options);
         var caches = result.Layers.SelectMany(l => new[] { (l.Plan.Site.PastKey!, l.Plan.Site.PresentKey!), (l.Plan.Site.PastValue!, l.Plan.Site.PresentValue!) }).ToList();
         var feeds = new Dictionary<string, OrtValue>();
-        feeds.AddEmptyCache(result.Model, batch: 1);
+        feeds.AddEmptyCache(result.Model, batch: 1, length: prompt.Length);
         var tokens = new List<long>();
         var step = prompt;
+        var total = prompt.Length;
         try
         {
             while (tokens.Count < count)
             {
                 feeds["input_ids"] = OrtValue.CreateTensorValueFromMemory(step, [1, step.Length]);
+                CacheFeeds.AddLengths(feeds, batch: 1, total);
                 var outputNames = new[] { "logits" }.Concat(caches.Select(c => c.Item2)).ToArray();
                 using var runOptions = new RunOptions();
                 var outputs = session.Run(runOptions, feeds.Keys.ToArray(), feeds.Values.ToArray(), outputNames);
@@ -198,6 +201,7 @@ public sealed class CorpusTests
                     feeds[caches[c].Item1] = outputs[c + 1];
                 }
                 step = [next];
+                total++;
             }
         }
         finally
@@ -225,13 +229,27 @@ public sealed class CorpusTests
 /// <summary>Feeds for the cache inputs the rewriter adds.</summary>
 internal static class CacheFeeds
 {
-    /// <summary>Adds an empty [batch, kv_heads, 0, head_size] float tensor for every past_key_values.* input of <paramref name="model"/>.</summary>
-    public static void AddEmptyCache(this Dictionary<string, OrtValue> feeds, ModelProto model, long batch)
+    /// <summary>
+    /// Adds an empty [batch, kv_heads, 0, head_size] float tensor for every past_key_values.* input of
+    /// <paramref name="model"/>, and the cache lengths of a first step of <paramref name="length"/> tokens.
+    /// </summary>
+    public static void AddEmptyCache(this Dictionary<string, OrtValue> feeds, ModelProto model, long batch, long length)
     {
+        if (model.Graph.Input.Any(i => i.Name == "seqlens_k"))
+        {
+            AddLengths(feeds, batch, length);
+        }
         foreach (var input in model.Graph.Input.Where(i => i.Name.StartsWith("past_key_values.", StringComparison.Ordinal)))
         {
             var dims = input.Type.TensorType.Shape.Dim;
             feeds[input.Name] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, dims[1].DimValue, 0, dims[3].DimValue]);
         }
+    }
+
+    /// <summary>Sets seqlens_k and total_sequence_length (the inputs of an added cache) for <paramref name="total"/> keys after the step.</summary>
+    public static void AddLengths(Dictionary<string, OrtValue> feeds, long batch, long total)
+    {
+        feeds["seqlens_k"] = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat((int)total - 1, (int)batch).ToArray(), [batch]);
+        feeds["total_sequence_length"] = OrtValue.CreateTensorValueFromMemory(new[] { (int)total }, []);
     }
 }
