@@ -9,19 +9,29 @@ public static class NativeLibraries
     /// <summary>File name of ONNX Runtime's CUDA execution provider plugin.</summary>
     public const string CudaProviderFileName = "libonnxruntime_providers_cuda.so";
 
+    /// <summary>File name of the ONNX Runtime Extensions custom-op library (the tokenizer op).</summary>
+    public const string ExtensionsFileName = "libortextensions.so";
+
     /// <summary>Resolves the op library path, or throws a <see cref="FileNotFoundException"/> that says where it looked.</summary>
     /// <param name="explicitPath">A path given by the caller, used as is when not null.</param>
     public static string ResolveOpLibrary(string? explicitPath = null) =>
-        Resolve(explicitPath, "ORTSPARSE_OPS_LIBRARY", OpLibraryFileName,
+        Resolve(explicitPath, "ORTSPARSE_OPS_LIBRARY", OpLibraryFileName, "build-native/lib",
             "build it with ./build.sh, or set ORTSPARSE_OPS_LIBRARY");
 
     /// <summary>Resolves the CUDA provider path, or throws a <see cref="FileNotFoundException"/> that says where it looked.</summary>
     /// <param name="explicitPath">A path given by the caller, used as is when not null.</param>
     public static string ResolveCudaProvider(string? explicitPath = null) =>
-        Resolve(explicitPath, "ORTSPARSE_CUDA_PROVIDER", CudaProviderFileName,
+        Resolve(explicitPath, "ORTSPARSE_CUDA_PROVIDER", CudaProviderFileName, "build-native/lib",
             "fetch it with build/fetch-deps.sh --gpu and rebuild, or set ORTSPARSE_CUDA_PROVIDER");
 
-    private static string Resolve(string? explicitPath, string environmentVariable, string fileName, string hint)
+    /// <summary>Resolves the ONNX Runtime Extensions library path, or throws a <see cref="FileNotFoundException"/> that says where it looked.</summary>
+    /// <param name="explicitPath">A path given by the caller, used as is when not null.</param>
+    public static string ResolveExtensions(string? explicitPath = null) =>
+        Resolve(explicitPath, "ORTSPARSE_EXTENSIONS_LIBRARY", ExtensionsFileName, ".deps/onnxruntime-extensions/lib",
+            "fetch it with build/fetch-deps.sh and rebuild (it is copied next to every app that references the runtime), or set ORTSPARSE_EXTENSIONS_LIBRARY");
+
+    // repositoryFolder: where the library lies in a checkout, relative to the repository root.
+    private static string Resolve(string? explicitPath, string environmentVariable, string fileName, string repositoryFolder, string hint)
     {
         var candidates = new List<string>();
         if (explicitPath is not null)
@@ -37,7 +47,7 @@ public static class NativeLibraries
             candidates.Add(Path.Combine(AppContext.BaseDirectory, fileName));
             if (FindRepositoryRoot() is { } root)
             {
-                candidates.Add(Path.Combine(root, "build-native", "lib", fileName));
+                candidates.Add(Path.Combine(root, repositoryFolder, fileName));
             }
         }
         foreach (var candidate in candidates)
