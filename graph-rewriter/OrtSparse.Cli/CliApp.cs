@@ -35,6 +35,10 @@ public static class CliApp
                           [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16|bf16]
                           [--steps N] [--warmup N] [--threads N] [--json] [--csv FILE] [--compare-onnxruntime]
                                              time a decode step of every method against dense
+          generate MODEL_DIR --prompt TEXT [--device cpu|cuda] [--max-new N] [--temperature T] [--top-k K] [--top-p P] ...
+                                             stream generated text, then time to first token, tokens/s, KV cache read
+          chat MODEL_DIR [--system TEXT] [generate's options]
+                                             talk with the model interactively
           plot DATA.csv -o OUT.png --x COLUMN --y COLUMN [--series COLUMN] [--where COLUMN=VALUE ...]
                [--log-x] [--log-y] [--baseline SERIES ...] [--title TEXT] [--x-label TEXT] [--y-label TEXT]
                                              draw a PNG line plot of CSV columns (latency vs context, ...)
@@ -66,7 +70,9 @@ public static class CliApp
                 "calibrate" => CalibrateCommand.Run(rest, stdout, stderr),
                 "capture" => CaptureCommand.Run(rest, stdout, stderr),
                 "plot" => PlotCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, capture, bench, plot)"),
+                "generate" => GenerateCommand.Run(rest, stdout, stderr),
+                "chat" => ChatCommand.Run(rest, Console.In, stdout, stderr),
+                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, capture, bench, plot, generate, chat)"),
             };
         }
         catch (UsageException e)

@@ -27,6 +27,8 @@ public static class SessionFactory
         try
         {
             options.GraphOptimizationLevel = config.OptimizationLevel;
+            // Method state inputs have empty defaults by design; ONNX Runtime warns about every such input.
+            options.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
             options.IntraOpNumThreads = config.IntraOpThreads;
             options.RegisterCustomOpLibrary(NativeLibraries.ResolveOpLibrary(config.OpLibraryPath));
             if (config.Device == ExecutionDevice.Cuda)

@@ -25,6 +25,10 @@ public static class CacheReadEstimate
         var middle = Math.Max(0, n - sink - window);
         var picked = layer.Method == "streaming" ? 0 : Math.Min(middle, budget <= 1 ? Math.Ceiling(budget * n) : Math.Floor(budget));
         var attended = Math.Min(n, sink + window) + picked;
+        if (attended >= n)
+        {
+            return 1; // nothing left to select from: the row is attended densely
+        }
         var headSize = layer.HeadSize ?? 128;
         return layer.Method switch
         {

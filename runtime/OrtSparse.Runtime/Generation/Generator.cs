@@ -62,6 +62,9 @@ public sealed class Generator : IDisposable
     /// <summary>True when every sequence has stopped (and at least one prompt was appended).</summary>
     public bool IsDone => _sequences.Count > 0 && _sequences.All(s => s.Finish != FinishReason.None);
 
+    /// <summary>Called after each prefill chunk with the prompt tokens run so far and the total to run (long prompts: progress).</summary>
+    public Action<int, int>? PrefillProgress { get; set; }
+
     /// <summary>Counts and timings so far.</summary>
     public GenerationStats Stats => _stats.ToStats(_capacity);
 
@@ -135,12 +138,17 @@ public sealed class Generator : IDisposable
         if (!_logitsReady)
         {
             var pending = active.Min(s => s.Tokens.Count - _cacheLength);
+            var toRun = pending;
             while (pending > 0)
             {
                 var step = Math.Min(pending, _model.Options.PrefillChunkTokens);
                 RunStep(step);
                 pending -= step;
                 fed += step;
+                if (toRun > 1)
+                {
+                    PrefillProgress?.Invoke(fed, toRun);
+                }
             }
         }
         var sampled = 0;
