@@ -12,7 +12,7 @@ public class ChatClientTests
         new(ChatRole.User, "def fibonacci(n):"),
     ];
 
-    private static Model Load() => Model.Load(PatchedModels.TinyLlama(), new ModelOptions { IntraOpThreads = 1 });
+    private static Model Load() => Model.Load(PatchedModels.TinyLlama(), TestDevice.Options);
 
     /// <summary>The tiny Llama's tokenizer has role tags, so messages become tagged turns ending where the reply starts.</summary>
     [Fact]

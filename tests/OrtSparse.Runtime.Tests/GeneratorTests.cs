@@ -11,7 +11,7 @@ public class GeneratorTests
     private static readonly Dictionary<string, double> WholeCache = new() { ["budget"] = 1.0, ["dense_below"] = 0 };
 
     private static Model Load(string method = "dense", ModelOptions? options = null, IReadOnlyDictionary<string, double>? parameters = null) =>
-        Model.Load(PatchedModels.TinyLlama(method, parameters), options ?? new ModelOptions { IntraOpThreads = 1 });
+        Model.Load(PatchedModels.TinyLlama(method, parameters), options ?? TestDevice.Options);
 
     private static GeneratorSettings GreedyFor(int count) => new() { MaxNewTokens = count, StopTokenIds = [] };
 
@@ -46,7 +46,7 @@ public class GeneratorTests
     public void CacheGrowthAndPrefillChunksGiveTheSameTokens(int growth, int chunk)
     {
         var (_, prompt, expected, _) = PatchedModels.Generations()[1];
-        using var model = Load(options: new ModelOptions { IntraOpThreads = 1, CacheGrowthTokens = growth, PrefillChunkTokens = chunk });
+        using var model = Load(options: TestDevice.Options with { CacheGrowthTokens = growth, PrefillChunkTokens = chunk });
         Assert.Equal(expected, Greedy(model, prompt, expected.Length));
     }
 
@@ -60,7 +60,7 @@ public class GeneratorTests
     public void SparseMethodsWithTheWholeCacheInBudgetEqualPyTorch(string method)
     {
         var (_, prompt, expected, _) = PatchedModels.Generations()[1];
-        using var model = Load(method, new ModelOptions { IntraOpThreads = 1, CacheGrowthTokens = 4, PrefillChunkTokens = 7 }, WholeCache);
+        using var model = Load(method, TestDevice.Options with { CacheGrowthTokens = 4, PrefillChunkTokens = 7 }, WholeCache);
         Assert.Equal(expected, Greedy(model, prompt, expected.Length));
     }
 
@@ -88,7 +88,7 @@ public class GeneratorTests
     public void ABatchOfUnequalPromptsEqualsEachAlone()
     {
         var runs = PatchedModels.Generations();
-        using var model = Load(options: new ModelOptions { IntraOpThreads = 1, PrefillChunkTokens = 4 });
+        using var model = Load(options: TestDevice.Options with { PrefillChunkTokens = 4 });
         using var generator = model.CreateGenerator(GreedyFor(runs[0].GreedyIds.Length));
         generator.AppendTokenSequences(runs.Select(r => (IReadOnlyList<int>)r.PromptIds).ToList());
         while (!generator.IsDone)
@@ -107,7 +107,7 @@ public class GeneratorTests
     public void ParallelGeneratorsEqualSequentialOnes()
     {
         var runs = PatchedModels.Generations();
-        using var model = Load("quest", new ModelOptions { IntraOpThreads = 1, CacheGrowthTokens = 2 }, WholeCache);
+        using var model = Load("quest", TestDevice.Options with { CacheGrowthTokens = 2 }, WholeCache);
         var work = Enumerable.Range(0, 8).Select(i => runs[i % runs.Count]).ToList();
         var parallel = new int[work.Count][];
         Parallel.For(0, work.Count, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => parallel[i] = Greedy(model, work[i].PromptIds, work[i].GreedyIds.Length));
@@ -161,7 +161,7 @@ public class GeneratorTests
     public void TheMaximumLengthEndsTheSequence()
     {
         var (_, prompt, expected, _) = PatchedModels.Generations()[0];
-        using var model = Load(options: new ModelOptions { IntraOpThreads = 1, MaxLength = prompt.Length + 3 });
+        using var model = Load(options: TestDevice.Options with { MaxLength = prompt.Length + 3 });
         using var generator = model.CreateGenerator(GreedyFor(50));
         generator.AppendTokens(prompt);
         while (!generator.IsDone)
@@ -178,7 +178,7 @@ public class GeneratorTests
     {
         var (_, prompt, expected, _) = PatchedModels.Generations()[2];
         var folder = PatchedModels.TinyLlama("quest", new Dictionary<string, double> { ["budget"] = 2, ["dense_below"] = 0, ["window"] = 1, ["sink"] = 1 });
-        using (var model = Model.Load(folder, new ModelOptions { IntraOpThreads = 1, Method = "dense" }))
+        using (var model = Model.Load(folder, TestDevice.Options with { Method = "dense" }))
         {
             Assert.Equal(expected, Greedy(model, prompt, expected.Length));
             Assert.All(model.Config.Layers, l => Assert.Equal("dense", l.Method));
@@ -204,7 +204,7 @@ public class GeneratorTests
         File.WriteAllBytes(Path.Combine(folder, "model.onnx"), result.Model.ToByteArray());
         File.WriteAllText(Path.Combine(folder, "model.ortsparse.json"), RuntimeConfig.ToJson(result, "model.onnx"));
         int[] prompt = [5, 17, 200, 3, 99];
-        using var model = Model.Load(folder, new ModelOptions { IntraOpThreads = 1, MaxLength = 64 });
+        using var model = Model.Load(folder, TestDevice.Options with { MaxLength = 64 });
         Assert.Equal(RecomputedGreedy(source, prompt, 12), Greedy(model, prompt, 12));
     }
 

@@ -8,7 +8,7 @@ namespace OrtSparse.Runtime.Tests;
 /// <summary>Bad inputs get errors that say what is wrong.</summary>
 public class ModelErrorTests
 {
-    private static Model Load() => Model.Load(PatchedModels.TinyLlama(), new ModelOptions { IntraOpThreads = 1 });
+    private static Model Load() => Model.Load(PatchedModels.TinyLlama(), TestDevice.Options);
 
     [Fact]
     public void AMissingFolderIsNamed()
@@ -55,7 +55,7 @@ public class ModelErrorTests
     [Fact]
     public void EmptyPromptsAndPromptsOverTheMaximumAreRefused()
     {
-        using var model = Model.Load(PatchedModels.TinyLlama(), new ModelOptions { IntraOpThreads = 1, MaxLength = 8 });
+        using var model = Model.Load(PatchedModels.TinyLlama(), TestDevice.Options with { MaxLength = 8 });
         using var generator = model.CreateGenerator();
         Assert.Contains("Prompt 0 is empty", Assert.Throws<ArgumentException>(() => generator.AppendTokens([])).Message);
         var tooLong = Assert.Throws<ArgumentOutOfRangeException>(() => generator.AppendTokens([1, 2, 3, 4, 5, 6, 7, 8]));

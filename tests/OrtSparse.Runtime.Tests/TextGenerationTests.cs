@@ -5,7 +5,7 @@ namespace OrtSparse.Runtime.Tests;
 
 public class TextGenerationTests
 {
-    private static Model Load() => Model.Load(PatchedModels.TinyLlama(), new ModelOptions { IntraOpThreads = 1 });
+    private static Model Load() => Model.Load(PatchedModels.TinyLlama(), TestDevice.Options);
 
     public static TheoryData<int> Runs() => [.. Enumerable.Range(0, PatchedModels.Generations().Count)];
 

@@ -139,6 +139,7 @@ public sealed class Generator : IDisposable
         {
             var pending = active.Min(s => s.Tokens.Count - _cacheLength);
             var toRun = pending;
+            EnsureCapacity(_cacheLength + pending); // a long prompt sizes the cache once, not chunk by chunk
             while (pending > 0)
             {
                 var step = Math.Min(pending, _model.Options.PrefillChunkTokens);
