@@ -5,6 +5,8 @@
 #   .deps/onnxruntime/lib/          libonnxruntime.so, libonnxruntime_providers_shared.so
 #   .deps/onnxruntime/csharp/       official C# API sources (Training/ left out)
 #   .deps/onnxruntime-extensions/   libortextensions.so (ONNX Runtime Extensions 0.14.0)
+#   .deps/onnxruntime-genai/        libonnxruntime-genai.so, its official C# API sources and C headers
+#                                   (ONNX Runtime GenAI 0.15.2, CPU build: the baseline of bench generate)
 #   .deps/onnxruntime-gpu/          libonnxruntime_providers_cuda.so (only with --gpu; 229 MB)
 # A verified tarball is never downloaded again, so later runs work offline.
 #   build/fetch-deps.sh [--gpu]
@@ -58,6 +60,17 @@ while read -r name version integrity needed; do
       rm -rf "$dest" "$dest.x" && mkdir -p "$dest.x" "$dest/lib"
       tar xzf "$tgz" -C "$dest.x" package/Plugins/Linux/x64/libortextensions.so package/LICENSE
       cp "$dest.x/package/Plugins/Linux/x64/libortextensions.so" "$dest/lib/"
+      cp "$dest.x/package/LICENSE" "$dest/"
+      rm -rf "$dest.x"; touch "$stamp" ;;
+    com.github.asus4.onnxruntime-genai)
+      dest=$deps/onnxruntime-genai; stamp=$dest/.from-$version
+      [[ -f $stamp ]] && continue
+      headers="package/Plugins/iOS~/onnxruntime-genai.xcframework/ios-arm64/onnxruntime-genai.framework/Headers"
+      rm -rf "$dest" "$dest.x" && mkdir -p "$dest.x" "$dest/include" "$dest/lib" "$dest/csharp"
+      tar xzf "$tgz" -C "$dest.x" package/Runtime package/Plugins/Linux/x64/libonnxruntime-genai.so "$headers" package/LICENSE
+      cp "$dest.x/$headers"/*.h "$dest/include/"
+      cp "$dest.x/package/Plugins/Linux/x64/libonnxruntime-genai.so" "$dest/lib/"
+      find "$dest.x/package/Runtime" -name '*.cs' -exec cp {} "$dest/csharp/" \;
       cp "$dest.x/package/LICENSE" "$dest/"
       rm -rf "$dest.x"; touch "$stamp" ;;
     com.github.asus4.onnxruntime.linux-x64-gpu)

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using OrtSparse.Cli;
+using OrtSparse.Cli.Bench.Generate;
 using OrtSparse.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 
@@ -57,19 +58,8 @@ internal static class ContribModels
     /// <summary>cos and sin tables [positions, rotaryDim / 2] of the usual θ_i = 10000^(−2i/R) rotary embedding.</summary>
     public static (TensorProto Cos, TensorProto Sin) RotaryTables(int positions, int rotaryDim)
     {
-        var half = rotaryDim / 2;
-        var cos = new float[positions * half];
-        var sin = new float[positions * half];
-        for (var p = 0; p < positions; p++)
-        {
-            for (var i = 0; i < half; i++)
-            {
-                var angle = p * Math.Pow(10000, -2.0 * i / rotaryDim);
-                cos[p * half + i] = (float)Math.Cos(angle);
-                sin[p * half + i] = (float)Math.Sin(angle);
-            }
-        }
-        return (OnnxTensor.Create("cos_cache", cos, positions, half), OnnxTensor.Create("sin_cache", sin, positions, half));
+        var (cos, sin) = DecoderModelWriter.RotaryTables(positions, rotaryDim);
+        return (OnnxTensor.Create("cos_cache", cos, positions, rotaryDim / 2), OnnxTensor.Create("sin_cache", sin, positions, rotaryDim / 2));
     }
 
     /// <summary>Runs <paramref name="model"/> on the feeds it declares as graph inputs (with our op library: on the test device); every output as doubles, by name.</summary>
