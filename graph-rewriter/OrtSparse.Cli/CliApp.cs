@@ -35,6 +35,8 @@ public static class CliApp
                           [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16|bf16]
                           [--steps N] [--warmup N] [--threads N] [--json] [--csv FILE] [--compare-onnxruntime]
                                              time a decode step of every method against dense
+          bench generate [--device cpu|cuda] [--contexts 1024,4096,...] [--methods quest,...] [--no-genai] [--csv FILE]
+                                             end-to-end generation: ONNX Runtime GenAI, ONNX Runtime's GQA, dense, each method
           generate MODEL_DIR --prompt TEXT [--device cpu|cuda] [--max-new N] [--temperature T] [--top-k K] [--top-p P] ...
                                              stream generated text, then time to first token, tokens/s, KV cache read
           chat MODEL_DIR [--system TEXT] [generate's options]

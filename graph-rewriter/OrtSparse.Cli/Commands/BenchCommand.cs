@@ -62,6 +62,10 @@ internal static class BenchCommand
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        if (args.Length > 0 && args[0] == "generate")
+        {
+            return BenchGenerateCommand.Run(args[1..], stdout, stderr);
+        }
         if (args.Length == 0 || args[0] != "attention")
         {
             if (args.Length > 0 && args[0] is "--help" or "-h")
@@ -69,7 +73,7 @@ internal static class BenchCommand
                 stdout.WriteLine(Usage);
                 return CliApp.Ok;
             }
-            throw new UsageException("bench needs a subject: attention");
+            throw new UsageException("bench needs a subject: attention or generate");
         }
         var line = CommandLine.Parse(args[1..],
             ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device", "--methods", "--budget", "--needles", "--seed",

@@ -91,7 +91,8 @@ internal static class MethodOptions
     private static string Dashed(MethodParameter parameter) => $"--{parameter.Name.Replace('_', '-')}";
 
     /// <summary>The parameters given as options, by name.</summary>
-    private static Dictionary<string, double> SharedParameters(CommandLine line)
+    /// <summary>The method parameters given as --NAME value, by parameter name.</summary>
+    internal static Dictionary<string, double> SharedParameters(CommandLine line)
     {
         var parameters = new Dictionary<string, double>();
         foreach (var parameter in AllParameters)
