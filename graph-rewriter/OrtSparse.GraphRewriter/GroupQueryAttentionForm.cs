@@ -34,7 +34,10 @@ internal sealed class GroupQueryAttentionForm : IAttentionForm
         var numHeads = SiteFacts.ToInt(node.IntAttribute("num_heads"));
         var kvNumHeads = SiteFacts.ToInt(node.IntAttribute("kv_num_heads"));
         var query = node.OptionalInput(0) is { } q ? types.Find(q) : null;
-        var elementType = query?.ElementType ?? TensorProto.Types.DataType.Undefined;
+        // The query's type may not be inferable (contrib ops before it); the cache has the same type.
+        var elementType = query?.ElementType is { } known and not TensorProto.Types.DataType.Undefined ? known
+            : node.OptionalInput(PastKeyInput) is { } past && types.Find(past)?.ElementType is { } cacheType ? cacheType
+            : TensorProto.Types.DataType.Undefined;
         var packed = node.OptionalInput(KeyInput) is null && node.OptionalInput(ValueInput) is null;
         var headDim = HeadDim(node, types, query, packed, numHeads, kvNumHeads);
 

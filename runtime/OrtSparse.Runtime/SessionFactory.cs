@@ -12,6 +12,7 @@ public static class SessionFactory
     private const string CudaRegistrationName = "ortsparse-cuda";
     private const string CudaProviderName = "CUDAExecutionProvider";
     private static readonly object CudaRegistrationLock = new();
+    private static readonly object SessionCreationLock = new();
     private static string? _registeredCudaProvider;
 
     /// <summary>Creates session options for <paramref name="config"/>; the caller disposes them.</summary>
@@ -55,7 +56,30 @@ public static class SessionFactory
             throw new FileNotFoundException($"Model not found: {modelPath}", modelPath);
         }
         using var options = CreateOptions(config);
-        return new InferenceSession(modelPath, options);
+        return CreateSession(modelPath, options);
+    }
+
+    /// <summary>
+    /// Creates a session on the model at <paramref name="modelPath"/>, one at a time in the process:
+    /// ONNX Runtime 1.29 can fail to initialise sessions that register the same custom-op domain
+    /// concurrently ("the domain is already exist"), which several generators or tokenizers loading at
+    /// once would otherwise hit.
+    /// </summary>
+    public static InferenceSession CreateSession(string modelPath, SessionOptions options)
+    {
+        lock (SessionCreationLock)
+        {
+            return new InferenceSession(modelPath, options);
+        }
+    }
+
+    /// <summary>Creates a session on the serialised <paramref name="model"/>, one at a time (see <see cref="CreateSession(string, SessionOptions)"/>).</summary>
+    public static InferenceSession CreateSession(byte[] model, SessionOptions options)
+    {
+        lock (SessionCreationLock)
+        {
+            return new InferenceSession(model, options);
+        }
     }
 
     /// <summary>

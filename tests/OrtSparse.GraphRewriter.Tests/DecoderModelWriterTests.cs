@@ -171,6 +171,23 @@ public sealed class DecoderModelWriterTests : IDisposable
         Assert.True(worst < 0.05 * spread, $"float16 logits differ from float32 by up to {worst:g3} (spread {spread:g3})");
     }
 
+    /// <summary>
+    /// A float16 decoder patched with a method that keeps float state: every layer's state is float16,
+    /// also where the query's type comes from a contrib op the rewriter cannot infer (layers after the
+    /// first), and the model loads in ONNX Runtime.
+    /// </summary>
+    [Fact]
+    public void FloatSixteenStateFollowsTheCacheInEveryLayer()
+    {
+        var shape = Tiny with { Layers = 3, HeadSize = 64, ElementType = DataType.Float16 };
+        var result = ModelPatcher.Patch(DecoderModelWriter.Build(shape), new PatchOptions { Method = new MethodConfig { Method = "quest" } });
+        Assert.All(result.Layers, l => Assert.Equal(("float16", "float16"), (l.Plan.Site.ElementType, l.State!.ElementType)));
+        using var options = OrtSparse.Runtime.SessionFactory.CreateOptions(new OrtSparse.Runtime.SessionConfig { IntraOpThreads = 1 });
+        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(result.Model), options);
+        Assert.All(result.Layers, l => Assert.Equal(Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16,
+            session.OverridableInitializerMetadata[l.State!.Input].ElementDataType));
+    }
+
     public static TheoryData<DecoderShape, double> PatchCases() => new()
     {
         // fp32 on both sides, summed in different orders: differences stay near 1e-6; a wrong position,

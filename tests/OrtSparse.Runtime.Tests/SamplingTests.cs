@@ -492,7 +492,10 @@ public class SamplingOptionsTests
         var saved = CultureInfo.CurrentCulture;
         try
         {
-            CultureInfo.CurrentCulture = CultureInfo.GetCultureInfo("de-DE");
+            // A decimal comma, as de-DE writes numbers (built by hand: globalization-invariant hosts have no de-DE).
+            var comma = (CultureInfo)CultureInfo.InvariantCulture.Clone();
+            comma.NumberFormat.NumberDecimalSeparator = ",";
+            CultureInfo.CurrentCulture = comma;
             var error = Assert.Throws<ArgumentOutOfRangeException>(new SamplingOptions { TopP = 1.5 }.Validate);
             Assert.StartsWith("TopP (1.5)", error.Message, StringComparison.Ordinal);
         }

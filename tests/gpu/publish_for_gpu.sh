@@ -19,6 +19,8 @@ done
 for app in OrtSparse.GraphRewriter.Tests OrtSparse.Runtime.Tests ortsparse; do
   [[ -x $dest/app/$app ]] || { echo "publish_for_gpu.sh: $dest/app/$app is missing" >&2; exit 1; }
 done
-rm -f "$dest"/app/{libortsparse_ops.so,libonnxruntime.so,libonnxruntime_providers_shared.so,libortextensions.so} "$dest"/app/*.pdb
+rm -f "$dest"/app/{libortsparse_ops.so,libonnxruntime.so,libonnxruntime_providers_shared.so} "$dest"/app/*.pdb
+# GenAI has no CUDA build here (bench generate --device cuda runs with --no-genai): leave its 35 MB out.
+rm -f "$dest"/app/libonnxruntime-genai.so
 echo "published $(du -sh "$dest" | cut -f1) into $dest (tests: $dest/app/OrtSparse.{GraphRewriter,Runtime}.Tests, CLI: $dest/app/ortsparse)"
 echo "stage with: ../shared/gpu/stage.sh --with-ort-cuda $dest .deps/onnxruntime/include"

@@ -42,7 +42,7 @@ internal sealed class BenchDevice
             // in fp32) would run on the CPU and be timed as if it ran on the GPU.
             options.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1");
         }
-        return new InferenceSession(model.ToByteArray(), options);
+        return SessionFactory.CreateSession(model.ToByteArray(), options);
     }
 
     /// <summary>An uninitialised tensor in the device's memory; the caller disposes it.</summary>

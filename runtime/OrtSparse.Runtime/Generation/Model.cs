@@ -96,11 +96,11 @@ public sealed partial class Model : IDisposable
                 config = config with { Layers = layers };
                 // A model read from memory finds its external data (if any) through this folder.
                 sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", folder);
-                session = new InferenceSession(bytes, sessionOptions);
+                session = SessionFactory.CreateSession(bytes, sessionOptions);
             }
             else
             {
-                session = new InferenceSession(modelPath, sessionOptions);
+                session = SessionFactory.CreateSession(modelPath, sessionOptions);
             }
             try
             {

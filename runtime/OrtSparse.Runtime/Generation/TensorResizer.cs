@@ -56,7 +56,7 @@ internal sealed class TensorResizer : IDisposable
                     [OnnxBuilder.TensorValueInfo("y", dataType, ["a", "b", "grown_rows", "d"])], []);
                 var model = OnnxBuilder.Model(graph, [OnnxBuilder.Opset("", 18)]);
                 using var options = SessionFactory.CreateOptions(_config with { IntraOpThreads = 1 });
-                session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(model), options);
+                session = SessionFactory.CreateSession(Google.Protobuf.MessageExtensions.ToByteArray(model), options);
                 _sessions[type] = session;
             }
             return session;

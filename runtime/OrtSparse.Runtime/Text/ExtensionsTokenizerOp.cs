@@ -44,7 +44,7 @@ internal sealed class ExtensionsTokenizerOp : ITokenEncoder
         options.RegisterCustomOpLibrary(NativeLibraries.ResolveExtensions(extensionsLibraryPath));
         try
         {
-            return new ExtensionsTokenizerOp(new InferenceSession(model.ToByteArray(), options));
+            return new ExtensionsTokenizerOp(SessionFactory.CreateSession(model.ToByteArray(), options));
         }
         catch (OnnxRuntimeException e)
         {
