@@ -204,7 +204,21 @@ SparseAttentionCudaKernel::~SparseAttentionCudaKernel() {
 }
 
 OrtStatusPtr SparseAttentionCudaKernel::ComputeV2(OrtKernelContext* context) const {
-  return CatchAll([&] { return Compute(attributes_, allocator_, Ort::KernelContext(context)).release(); });
+  return CatchAll([&] {
+    // Scratch comes from the session's allocator for the query's device (its arena), where a free
+    // returns memory to the pool; the kernel-info allocator is the provider's plain one, whose frees
+    // synchronise the device and so stall the launches of the layers after this one.
+    OrtAllocator* session_allocator = nullptr;
+    const Ort::KernelContext kernel_context(context);
+    const OrtMemoryInfo* memory = kernel_context.GetInput(kQuery).GetTensorMemoryInfo();
+    if (OrtStatus* status = Ort::GetApi().KernelContext_GetAllocator(context, memory, &session_allocator)) {
+      Ort::GetApi().ReleaseStatus(status);
+      session_allocator = nullptr;
+    }
+    const std::unique_ptr<OrtAllocator, void (*)(OrtAllocator*)> owned(
+        session_allocator, [](OrtAllocator* a) { if (a != nullptr) Ort::GetApi().ReleaseAllocator(a); });
+    return Compute(attributes_, session_allocator != nullptr ? session_allocator : allocator_, kernel_context).release();
+  });
 }
 
 OrtStatusPtr SparseAttentionCudaKernel::Create(const OrtKernelInfo* info, void** kernel) {

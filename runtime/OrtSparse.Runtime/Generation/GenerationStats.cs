@@ -13,6 +13,9 @@ namespace OrtSparse.Runtime.Generation;
 public sealed record GenerationStats(int PromptTokens, int GeneratedTokens, int DecodeTokens, TimeSpan TimeToFirstToken, TimeSpan PrefillTime,
     TimeSpan DecodeTime, int DecodeSteps, double CacheReadFraction, int CacheCapacity)
 {
+    /// <summary>Time spent inside ONNX Runtime's session runs (the rest of the steps is the loop: inputs, logits to the host, sampling).</summary>
+    public TimeSpan RunTime { get; init; }
+
     /// <summary>Prompt tokens per second of prefill.</summary>
     public double PrefillTokensPerSecond => PrefillTime > TimeSpan.Zero ? PromptTokens / PrefillTime.TotalSeconds : 0;
 

@@ -139,7 +139,8 @@ public sealed class Generator : IDisposable
         {
             var pending = active.Min(s => s.Tokens.Count - _cacheLength);
             var toRun = pending;
-            EnsureCapacity(_cacheLength + pending); // a long prompt sizes the cache once, not chunk by chunk
+            // The prompt and the tokens to generate after it size the cache once, not chunk by chunk or token by token.
+            EnsureCapacity((int)Math.Min(_model.MaxLength, (long)_cacheLength + pending + _settings.MaxNewTokens));
             while (pending > 0)
             {
                 var step = Math.Min(pending, _model.Options.PrefillChunkTokens);
@@ -298,7 +299,9 @@ public sealed class Generator : IDisposable
             var vocabulary = _model.DeclaredVocabularySize!.Value;
             owned.Add(_logits!.View([batch, length, vocabulary]));
             binding.BindOutput(inputs.Logits, owned[^1]);
+            var run = Stopwatch.StartNew();
             _model.Session.RunWithBinding(_runOptions, binding);
+            _stats.RunTime += run.Elapsed;
             if (!inputs.SharedBuffer)
             {
                 KeepPresents(binding);
@@ -504,10 +507,11 @@ public sealed class Generator : IDisposable
         public TimeSpan DecodeTime;
         public int DecodeSteps;
         public double CacheReadSum;
+        public TimeSpan RunTime;
 
         public readonly GenerationStats ToStats(int capacity) =>
             new(PromptTokens, GeneratedTokens, DecodeTokens, TimeToFirstToken, PrefillTime, DecodeTime, DecodeSteps,
-                DecodeSteps > 0 ? CacheReadSum / DecodeSteps : 1, capacity);
+                DecodeSteps > 0 ? CacheReadSum / DecodeSteps : 1, capacity) { RunTime = RunTime };
     }
 
     /// <summary>One sequence of the batch: its tokens, sampler, text and stop state.</summary>

@@ -37,6 +37,9 @@ public sealed record GenerateBenchSettings
     /// <summary>Prefill chunk of our runtime.</summary>
     public int PrefillChunkTokens { get; init; } = 2048;
 
+    /// <summary>Our runtime's cache growth step.</summary>
+    public int CacheGrowthTokens { get; init; } = 64;
+
     /// <summary>Intra-op threads (0: ONNX Runtime's choice).</summary>
     public int Threads { get; init; }
 
@@ -54,7 +57,11 @@ public sealed record GenerateBenchSettings
 /// <param name="SameAsDense">Share of the generated tokens equal to dense's at the same position.</param>
 /// <param name="Problem">Why the engine did not run, or null.</param>
 public sealed record GenerateBenchRow(int Context, string Engine, double TimeToFirstTokenMs, double PrefillTokensPerSecond, double DecodeTokensPerSecond,
-    double CacheRead, double? SameAsDense, string? Problem = null);
+    double CacheRead, double? SameAsDense, string? Problem = null)
+{
+    /// <summary>Share of the whole generation's time spent inside ONNX Runtime's session runs (our runtime's engines only).</summary>
+    public double? RunShare { get; init; }
+}
 
 /// <summary>
 /// <c>ortsparse bench generate</c>: end-to-end generation of one decoder, written in ONNX Runtime
@@ -212,6 +219,7 @@ public static class GenerateBenchmark
                 IntraOpThreads = settings.Threads,
                 MaxLength = maxLength,
                 PrefillChunkTokens = settings.PrefillChunkTokens,
+                CacheGrowthTokens = settings.CacheGrowthTokens,
             }), settings);
 
         /// <summary>One generation at <paramref name="context"/>: the row (without the comparison with dense) and the tokens (none when the engine could not run).</summary>
@@ -229,7 +237,7 @@ public static class GenerateBenchmark
         {
             _model = model;
             _settings = settings;
-            Generate([[.. Enumerable.Range(2, 32)]], 4); // warm-up: kernels, allocator arenas
+            Generate([[.. Enumerable.Range(2, 64)]], 32); // warm-up: kernels, allocator arenas, clocks
         }
 
         public override (GenerateBenchRow, int[][]) Measure(int context, int[][] prompts)
@@ -237,7 +245,10 @@ public static class GenerateBenchmark
             var (tokens, stats) = Generate(prompts, _settings.NewTokens);
             var promptTokens = (double)context * prompts.Length;
             return (new GenerateBenchRow(context, Name, stats.TimeToFirstToken.TotalMilliseconds, promptTokens / stats.TimeToFirstToken.TotalSeconds,
-                stats.DecodeTokensPerSecond, stats.CacheReadFraction, null), tokens);
+                stats.DecodeTokensPerSecond, stats.CacheReadFraction, null)
+            {
+                RunShare = stats.RunTime / (stats.PrefillTime + stats.DecodeTime),
+            }, tokens);
         }
 
         private (int[][] Tokens, GenerationStats Stats) Generate(int[][] prompts, int newTokens)
@@ -273,7 +284,7 @@ public static class GenerateBenchmark
             try
             {
                 var engine = GenAiEngine.Open(folder, new GenAiEngineOptions { Device = settings.Device, IntraOpThreads = settings.Threads });
-                engine.Generate([[.. Enumerable.Range(2, 32)]], 4); // warm-up
+                engine.Generate([[.. Enumerable.Range(2, 64)]], 32); // warm-up
                 return new GenAiRunner(engine, null, settings.NewTokens);
             }
             catch (Exception e) when (e is FileNotFoundException or InvalidOperationException or NotSupportedException)
