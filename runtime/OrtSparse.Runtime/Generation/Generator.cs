@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -167,7 +169,7 @@ public sealed class Generator : IDisposable
                 sequence.Stop(FinishReason.Length);
                 continue;
             }
-            var token = sequence.Sampler.Sample(sequence.Logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(sequence.Tokens));
+            var token = sequence.Sampler.Sample(sequence.Logits, CollectionsMarshal.AsSpan(sequence.Tokens));
             sequence.Accept(token, _stopTokens, _settings.MaxNewTokens);
             sampled++;
         }
@@ -426,34 +428,27 @@ public sealed class Generator : IDisposable
         return ones;
     }
 
-    /// <summary>Copies each sequence's logits of the step's last position to the host.</summary>
+    /// <summary>Copies each sequence's logits of the step's last position to the host (as float).</summary>
     private void CopyLastLogits(int length)
     {
         var batch = _sequences.Count;
-        var vocabulary = _model.DeclaredVocabularySize!.Value;
+        var vocabulary = (int)_model.DeclaredVocabularySize!.Value;
         var half = _model.Inputs.LogitsType == TensorElementType.Float16;
         var views = new List<OrtValue>();
         var hosts = new List<OrtValue>();
-        var halves = new Float16[half ? batch : 0][];
         try
         {
             for (var b = 0; b < batch; b++)
             {
-                if (_sequences[b].Logits.Length != vocabulary)
+                var sequence = _sequences[b];
+                if (sequence.Logits.Length != vocabulary)
                 {
-                    _sequences[b].Logits = new float[vocabulary];
+                    sequence.Logits = new float[vocabulary];
+                    sequence.HalfLogits = half ? new Float16[vocabulary] : [];
                 }
-                var row = _sequences[b].Logits;
                 views.Add(_logits!.View([vocabulary], ((long)b * length + length - 1) * vocabulary));
-                if (half)
-                {
-                    halves[b] = new Float16[vocabulary];
-                    hosts.Add(OrtValue.CreateTensorValueFromMemory(halves[b], [vocabulary]));
-                }
-                else
-                {
-                    hosts.Add(OrtValue.CreateTensorValueFromMemory(row, [vocabulary]));
-                }
+                hosts.Add(half ? OrtValue.CreateTensorValueFromMemory(sequence.HalfLogits, [vocabulary])
+                               : OrtValue.CreateTensorValueFromMemory(sequence.Logits, [vocabulary]));
             }
             DeviceTensor.Copy(views, hosts, _model.Device);
         }
@@ -464,11 +459,12 @@ public sealed class Generator : IDisposable
                 value.Dispose();
             }
         }
-        for (var b = 0; b < halves.Length; b++)
+        if (half)
         {
-            for (var v = 0; v < vocabulary; v++)
+            foreach (var sequence in _sequences)
             {
-                _sequences[b].Logits[v] = (float)halves[b][v];
+                // ONNX Runtime's Float16 is IEEE binary16, as Half: convert the row vectorised.
+                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<Float16, Half>(sequence.HalfLogits), sequence.Logits);
             }
         }
     }
@@ -536,6 +532,9 @@ public sealed class Generator : IDisposable
         public TokenSampler Sampler { get; }
 
         public float[] Logits { get; set; } = [];
+
+        /// <summary>The host copy of a float16 model's logits row, before conversion.</summary>
+        public Float16[] HalfLogits { get; set; } = [];
 
         public int Generated { get; private set; }
 
