@@ -126,20 +126,22 @@ internal static class BenchGenerateCommand
             $"decoder: {s.Layers} layers, hidden {s.Hidden}, {s.Heads} heads, {s.KvHeads} KV heads of {s.HeadSize}, MLP {s.Intermediate}, vocabulary {s.Vocab}, " +
             $"{(s.ElementSize == 2 ? "fp16" : "fp32")}, {s.ParameterCount / 1e6:F0} M parameters; {DeviceOption.Name(settings.Device)}, batch {settings.Batch}, {settings.NewTokens} new tokens"));
         string Number(double value, string format) => double.IsFinite(value) ? value.ToString(format, CultureInfo.InvariantCulture) : "-";
+        string Ratio(double value, double baseline) => double.IsFinite(value / baseline) ? Number(value / baseline, "F2") + "x" : "-";
         foreach (var context in settings.Contexts)
         {
             var here = rows.Where(r => r.Context == context).ToList();
             var genai = here.FirstOrDefault(r => r.Engine == GenerateBenchmark.GenAiName && r.Problem is null)?.DecodeTokensPerSecond;
             var gqa = here.First(r => r.Engine == GenerateBenchmark.OnnxRuntimeGqa).DecodeTokensPerSecond;
+            var dense = here.First(r => r.Engine == "dense").DecodeTokensPerSecond;
             stdout.WriteLine();
             stdout.WriteLine($"context {context}");
-            Table.Write(stdout, ["engine", "ttft ms", "prefill tok/s", "decode tok/s", "cache read", "same as dense", "in ORT run", "decode / genai", "decode / ort-gqa"],
+            Table.Write(stdout, ["engine", "ttft ms", "prefill tok/s", "decode tok/s", "cache read", "same as dense", "in ORT run", "decode / genai", "decode / ort-gqa", "decode / dense"],
                 here.Select(r => new[]
                 {
                     r.Engine, Number(r.TimeToFirstTokenMs, "F1"), Number(r.PrefillTokensPerSecond, "F0"), Number(r.DecodeTokensPerSecond, "F1"),
                     Number(100 * r.CacheRead, "F1") + "%", r.SameAsDense is { } same ? Number(100 * same, "F0") + "%" : "-",
                     r.RunShare is { } share ? Number(100 * share, "F0") + "%" : "-",
-                    genai is { } g ? Number(r.DecodeTokensPerSecond / g, "F2") + "x" : "-", Number(r.DecodeTokensPerSecond / gqa, "F2") + "x",
+                    Ratio(r.DecodeTokensPerSecond, genai ?? double.NaN), Ratio(r.DecodeTokensPerSecond, gqa), Ratio(r.DecodeTokensPerSecond, dense),
                 }).ToList());
             foreach (var row in here.Where(r => r.Problem is not null))
             {

@@ -145,7 +145,7 @@ public sealed class Generator : IDisposable
             EnsureCapacity((int)Math.Min(_model.MaxLength, (long)_cacheLength + pending + _settings.MaxNewTokens));
             while (pending > 0)
             {
-                var step = Math.Min(pending, _model.Options.PrefillChunkTokens);
+                var step = Math.Min(pending, PrefillChunk);
                 RunStep(step);
                 pending -= step;
                 fed += step;
@@ -380,7 +380,7 @@ public sealed class Generator : IDisposable
     {
         var batch = _sequences.Count;
         var vocabulary = _model.DeclaredVocabularySize!.Value;
-        var chunk = Math.Min(_model.Options.PrefillChunkTokens, Math.Max(1, _sequences.Max(s => s.Tokens.Count) - _cacheLength));
+        var chunk = Math.Min(PrefillChunk, Math.Max(1, _sequences.Max(s => s.Tokens.Count) - _cacheLength));
         if (_logits is null || _logits.Count < (long)batch * chunk * vocabulary)
         {
             _logits?.Dispose();
@@ -413,6 +413,19 @@ public sealed class Generator : IDisposable
             _mask = Ones(_model.Inputs.AttentionMaskType, (long)batch * capacity);
         }
         _capacity = capacity;
+    }
+
+    /// <summary>
+    /// Prompt tokens per step: <see cref="ModelOptions.PrefillChunkTokens"/>, fewer where the step's
+    /// logits ([batch, chunk, vocabulary]) would pass 2 GiB, the most a logits buffer here holds.
+    /// </summary>
+    private int PrefillChunk
+    {
+        get
+        {
+            var bytesPerToken = (long)_sequences.Count * _model.DeclaredVocabularySize!.Value * DeviceTensor.ElementSize(_model.Inputs.LogitsType);
+            return (int)Math.Max(1, Math.Min(_model.Options.PrefillChunkTokens, int.MaxValue / bytesPerToken));
+        }
     }
 
     private static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;

@@ -242,7 +242,17 @@ public static class GenerateBenchmark
 
         public override (GenerateBenchRow, int[][]) Measure(int context, int[][] prompts)
         {
-            var (tokens, stats) = Generate(prompts, _settings.NewTokens);
+            int[][] tokens;
+            GenerationStats stats;
+            try
+            {
+                (tokens, stats) = Generate(prompts, _settings.NewTokens);
+            }
+            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e) when (Name == OnnxRuntimeGqa)
+            {
+                // ONNX Runtime's CUDA GroupQueryAttention takes no prompt in chunks for batches over 1.
+                return (new GenerateBenchRow(context, Name, double.NaN, double.NaN, double.NaN, 1, null, e.Message.Split('\n')[0]), []);
+            }
             var promptTokens = (double)context * prompts.Length;
             return (new GenerateBenchRow(context, Name, stats.TimeToFirstToken.TotalMilliseconds, promptTokens / stats.TimeToFirstToken.TotalSeconds,
                 stats.DecodeTokensPerSecond, stats.CacheReadFraction, null)
