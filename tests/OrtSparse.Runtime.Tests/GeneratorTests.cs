@@ -50,6 +50,26 @@ public class GeneratorTests
         Assert.Equal(expected, Greedy(model, prompt, expected.Length));
     }
 
+    /// <summary>The cache is sized once, for the prompt and the new tokens (rounded up to the growth step), and grows only for a continuation.</summary>
+    [Fact]
+    public void TheCacheIsSizedOnceForThePromptAndTheNewTokens()
+    {
+        var (_, prompt, _, _) = PatchedModels.Generations()[1];
+        using var model = Load(options: TestDevice.Options with { CacheGrowthTokens = 16 });
+        using var generator = model.CreateGenerator(GreedyFor(20));
+        generator.AppendTokens(prompt);
+        var capacities = new HashSet<int>();
+        while (!generator.IsDone)
+        {
+            generator.GenerateNextToken();
+            capacities.Add(generator.Stats.CacheCapacity);
+        }
+        Assert.Equal([(prompt.Length + 20 + 15) / 16 * 16], capacities);
+        generator.AppendTokens(prompt);
+        generator.GenerateNextToken();
+        Assert.True(generator.Stats.CacheCapacity >= prompt.Length * 2 + 20);
+    }
+
     /// <summary>
     /// Methods with state (quest's page summaries, regrown with the cache) and topk, with a budget that
     /// covers the whole cache and no dense fallback, select every key: the tokens equal PyTorch's.

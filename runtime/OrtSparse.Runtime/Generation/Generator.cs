@@ -36,6 +36,7 @@ public sealed class Generator : IDisposable
     private int _cacheLength;
     private int _capacity;
     private bool _logitsReady;
+    private bool _promptAppended;
     private bool _disposed;
     private Stopwatch? _sinceFirstStep;
     private StatsAccumulator _stats;
@@ -88,6 +89,7 @@ public sealed class Generator : IDisposable
         var sequence = _sequences[0];
         sequence.Tokens.AddRange(tokens);
         sequence.Restart();
+        _promptAppended = true;
         _stats.PromptTokens += tokens.Length;
     }
 
@@ -115,6 +117,7 @@ public sealed class Generator : IDisposable
             _sequences.Add(new SequenceState(prompt, sampler, _model.Tokenizer, _settings));
             _stats.PromptTokens += prompt.Count;
         }
+        _promptAppended = true;
     }
 
     /// <summary>
@@ -141,8 +144,12 @@ public sealed class Generator : IDisposable
         {
             var pending = active.Min(s => s.Tokens.Count - _cacheLength);
             var toRun = pending;
-            // The prompt and the tokens to generate after it size the cache once, not chunk by chunk or token by token.
-            EnsureCapacity((int)Math.Min(_model.MaxLength, (long)_cacheLength + pending + _settings.MaxNewTokens));
+            if (_promptAppended)
+            {
+                // A new prompt and the tokens to generate after it size the cache once, not chunk by chunk or token by token.
+                EnsureCapacity((int)Math.Min(_model.MaxLength, (long)_cacheLength + pending + _settings.MaxNewTokens));
+                _promptAppended = false;
+            }
             while (pending > 0)
             {
                 var step = Math.Min(pending, PrefillChunk);
