@@ -9,6 +9,12 @@ namespace OrtSparse.Runtime;
 /// </summary>
 public static class SessionFactory
 {
+    /// <summary>
+    /// Environment variable: when set, every session writes ONNX Runtime's profile (a JSON trace of
+    /// each node's and each copy's time) to files whose names start with its value.
+    /// </summary>
+    public const string ProfileVariable = "ORTSPARSE_PROFILE";
+
     private const string CudaRegistrationName = "ortsparse-cuda";
     private const string CudaProviderName = "CUDAExecutionProvider";
     private static readonly object CudaRegistrationLock = new();
@@ -32,6 +38,13 @@ public static class SessionFactory
             options.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
             options.IntraOpNumThreads = config.IntraOpThreads;
             options.RegisterCustomOpLibrary(NativeLibraries.ResolveOpLibrary(config.OpLibraryPath));
+            if (Environment.GetEnvironmentVariable(ProfileVariable) is { Length: > 0 } profilePrefix)
+            {
+                // ONNX Runtime's profiler: one JSON trace per session, every node and copy timed
+                // (the prefix must be set before profiling is switched on).
+                options.ProfileOutputPathPrefix = profilePrefix;
+                options.EnableProfiling = true;
+            }
             if (config.Device == ExecutionDevice.Cuda)
             {
                 AppendCuda(options, config);

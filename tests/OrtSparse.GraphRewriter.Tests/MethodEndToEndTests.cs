@@ -102,7 +102,6 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
     [Fact]
     public void HyperPrefillOfShortRowsIsDense()
     {
-        SkipOnCudaForHyper();
         // Rows shorter than dense_below (the default 1024) are attended densely; decode steps always are.
         var (code, output) = PatchAndCheck("hyper");
         Assert.True(code == 0, output);
@@ -112,7 +111,6 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
     [Fact]
     public void HyperRunsAndIsSparse()
     {
-        SkipOnCudaForHyper();
         var (code, output) = PatchAndCheck("hyper", "--dense_below", "0", "--sink", "1", "--window", "1", "--bits", "4");
         Assert.Equal(CliApp.Failed, code);
         Assert.Contains("outputs mismatch", output);
@@ -125,13 +123,5 @@ public sealed class MethodEndToEndTests : IClassFixture<MethodEndToEndTests.Cali
         var (code, output) = PatchAndCheck("hash", "--dense_below", "0", "--budget", "1", "--sink", "1", "--window", "1");
         Assert.Equal(CliApp.Failed, code);
         Assert.Contains("outputs mismatch", output);
-    }
-
-    private static void SkipOnCudaForHyper()
-    {
-        if (TestDevice.IsCuda)
-        {
-            Assert.Skip("hyper is sparse in prefill only, and the CUDA op has no hyper prefill (docs/ops.md); its decode steps are dense");
-        }
     }
 }
