@@ -41,6 +41,8 @@ public static class CliApp
                                              stream generated text, then time to first token, tokens/s, KV cache read
           chat MODEL_DIR [--system TEXT] [generate's options]
                                              talk with the model interactively
+          demo [MODEL.onnx] [--prompt TEXT] [--method M] [--PARAMETER value ...] [--device cpu|cuda]
+                                             dense and a sparse method side by side: text, speed, cache read, agreement
           plot DATA.csv -o OUT.png --x COLUMN --y COLUMN [--series COLUMN] [--where COLUMN=VALUE ...]
                [--log-x] [--log-y] [--baseline SERIES ...] [--title TEXT] [--x-label TEXT] [--y-label TEXT]
                                              draw a PNG line plot of CSV columns (latency vs context, ...)
@@ -74,7 +76,8 @@ public static class CliApp
                 "plot" => PlotCommand.Run(rest, stdout),
                 "generate" => GenerateCommand.Run(rest, stdout, stderr),
                 "chat" => ChatCommand.Run(rest, Console.In, stdout, stderr),
-                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, capture, bench, plot, generate, chat)"),
+                "demo" => DemoCommand.Run(rest, stdout, stderr),
+                _ => throw new UsageException($"unknown command '{args[0]}' (commands: inspect, patch, check, calibrate, capture, bench, plot, generate, chat, demo)"),
             };
         }
         catch (UsageException e)

@@ -79,7 +79,7 @@ internal static class PatchCommand
     }
 
     /// <summary>The tokenizer files beside <paramref name="input"/>, to copy beside <paramref name="output"/> when it goes to another folder (a model folder is complete).</summary>
-    private static IReadOnlyList<string> TokenizerFilesBeside(string input, string output)
+    internal static IReadOnlyList<string> TokenizerFilesBeside(string input, string output)
     {
         var from = Path.GetDirectoryName(Path.GetFullPath(input))!;
         if (from == Path.GetDirectoryName(Path.GetFullPath(output)))

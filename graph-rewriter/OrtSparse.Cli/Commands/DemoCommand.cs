@@ -1,0 +1,134 @@
+using System.Globalization;
+using OrtSparse.GraphRewriter;
+using OrtSparse.Onnx;
+using OrtSparse.Runtime.Generation;
+
+namespace OrtSparse.Cli.Commands;
+
+/// <summary>
+/// <c>ortsparse demo</c>: patches a model with dense and with a sparse method (a KV cache added), generates
+/// from one prompt with both and shows them side by side: text, speed, share of the cache read, agreement.
+/// </summary>
+internal static class DemoCommand
+{
+    private const string DefaultPrompt = "def fibonacci(n):\n";
+
+    private static readonly string Usage = $"""
+        usage: ortsparse demo [MODEL.onnx] [--prompt TEXT | --prompt-file FILE] [--method quest] [--PARAMETER value ...]
+                              [--max-new 64] [--device cpu|cuda] [--threads N] [--work DIR]
+
+        Patches MODEL (an input_ids -> logits export with tokenizer.json beside it; default: the
+        repository's models/tiny-llama, random weights, so its text is noise) twice with a KV cache added:
+        dense, and --method (default quest) with the given parameters. Then it generates greedily
+        from the prompt with both and prints the two texts, then time to first token, decode
+        tokens/s, the share of the KV cache a decode step reads, and how many tokens agree.
+        The patched models go to --work (default out/demo), reused when they are there.
+        """;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var line = CommandLine.Parse(args,
+            ["--prompt", "--prompt-file", "--max-new", "--device", "--threads", "--work", .. MethodOptions.Names.Where(n => n is not ("--dense-layers" or "--layer-method"))],
+            ["--help", "-h"]);
+        if (line.Flag("--help") || line.Flag("-h"))
+        {
+            stdout.WriteLine(Usage);
+            return CliApp.Ok;
+        }
+        if (line.Positional.Count > 1)
+        {
+            throw new UsageException("demo takes at most one MODEL.onnx");
+        }
+        var source = line.Positional.Count == 1 ? line.Positional[0] : DefaultModel();
+        var prompt = line.Option("--prompt") ?? (line.Option("--prompt-file") is { } file ? File.ReadAllText(file) : DefaultPrompt);
+        var method = new MethodConfig { Method = line.Option("--method") ?? "quest", Parameters = MethodOptions.SharedParameters(line) };
+        _ = MethodCatalog.Get(method.Method); // an unknown method fails here, before any patching
+        if (method.Method == "dense")
+        {
+            throw new UsageException("demo compares dense with a sparse --method; dense would be compared with itself");
+        }
+        var work = line.Option("--work") ?? Path.Combine("out", "demo");
+        var dense = Patch(source, new MethodConfig { Method = "dense" }, Path.Combine(work, "dense"), stderr);
+        var sparse = Patch(source, method, Path.Combine(work, Label(method)), stderr);
+
+        var options = new ModelOptions { Device = DeviceOption.Parse(line.Option("--device")), IntraOpThreads = line.Int("--threads", 0, min: 0) };
+        var settings = new GeneratorSettings { MaxNewTokens = line.Int("--max-new", 64, min: 1) };
+        var denseRun = Generate(dense, options, prompt, settings);
+        var sparseRun = Generate(sparse, options, prompt, settings);
+
+        stdout.WriteLine($"demo: {source} on {DeviceOption.Name(options.Device)}, prompt {denseRun.Stats.PromptTokens} tokens, greedy");
+        stdout.WriteLine($"== dense");
+        stdout.WriteLine(denseRun.Text);
+        stdout.WriteLine($"== {Label(method)}");
+        stdout.WriteLine(sparseRun.Text);
+        stdout.WriteLine();
+        Table.Write(stdout, ["", "dense", Label(method)],
+        [
+            ["time to first token", Milliseconds(denseRun.Stats.TimeToFirstToken), Milliseconds(sparseRun.Stats.TimeToFirstToken)],
+            ["decode tokens/s", Rate(denseRun.Stats.DecodeTokensPerSecond), Rate(sparseRun.Stats.DecodeTokensPerSecond)],
+            ["KV cache read per step", Percent(denseRun.Stats.CacheReadFraction), Percent(sparseRun.Stats.CacheReadFraction)],
+            ["tokens generated", denseRun.TokenIds.Count.ToString(CultureInfo.InvariantCulture), sparseRun.TokenIds.Count.ToString(CultureInfo.InvariantCulture)],
+        ]);
+        stdout.WriteLine(Agreement(denseRun.TokenIds, sparseRun.TokenIds));
+        return CliApp.Ok;
+    }
+
+    /// <summary>How many of the sparse run's tokens equal dense's at the same position, and where they first differ.</summary>
+    internal static string Agreement(IReadOnlyList<int> dense, IReadOnlyList<int> sparse)
+    {
+        var length = Math.Min(dense.Count, sparse.Count);
+        var same = Enumerable.Range(0, length).Count(i => dense[i] == sparse[i]);
+        var first = Enumerable.Range(0, length).FirstOrDefault(i => dense[i] != sparse[i], -1);
+        var agreement = string.Create(CultureInfo.InvariantCulture, $"agreement: {same} of {Math.Max(dense.Count, sparse.Count)} tokens equal dense's");
+        return first < 0 && dense.Count == sparse.Count ? agreement + " (identical)" : agreement + $" (first difference at token {(first < 0 ? length : first)})";
+    }
+
+    private static string DefaultModel()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "models", "tiny-llama", "model.onnx");
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        throw new UsageException("demo: no MODEL.onnx given and models/tiny-llama/model.onnx not found above the program's folder");
+    }
+
+    private static string Label(MethodConfig method) =>
+        method.Method + string.Concat(method.Parameters.OrderBy(p => p.Key).Select(p => string.Create(CultureInfo.InvariantCulture, $"-{p.Key}{p.Value}")));
+
+    /// <summary>The model folder for <paramref name="method"/>: patched with a KV cache unless already there.</summary>
+    private static string Patch(string source, MethodConfig method, string folder, TextWriter log)
+    {
+        var output = Path.Combine(folder, "model.onnx");
+        if (File.Exists(RuntimeConfig.PathBeside(output)) && File.GetLastWriteTimeUtc(output) >= File.GetLastWriteTimeUtc(source))
+        {
+            return folder;
+        }
+        log.WriteLine($"demo: patching {source} with {Label(method)} -> {folder}");
+        var model = ModelFiles.Load(source);
+        var result = ModelPatcher.Patch(model.Proto, new PatchOptions { Method = method, AddCache = true });
+        var companions = new Dictionary<string, string> { [Path.GetFileName(RuntimeConfig.PathBeside(output))] = RuntimeConfig.ToJson(result, "model.onnx") };
+        foreach (var file in PatchCommand.TokenizerFilesBeside(source, output))
+        {
+            companions[Path.GetFileName(file)] = File.ReadAllText(file);
+        }
+        ModelFiles.Save(new OnnxModel(result.Model, model.SourcePath), output, verify: null, companions);
+        return folder;
+    }
+
+    private static GenerationResult Generate(string folder, ModelOptions options, string prompt, GeneratorSettings settings)
+    {
+        using var model = Model.Load(folder, options);
+        model.Generate("import os\n", settings with { MaxNewTokens = 2 }); // warm-up
+        return model.Generate(prompt, settings);
+    }
+
+    private static string Milliseconds(TimeSpan time) => time.TotalMilliseconds.ToString("F1", CultureInfo.InvariantCulture) + " ms";
+
+    private static string Rate(double value) => value.ToString("F1", CultureInfo.InvariantCulture);
+
+    private static string Percent(double value) => (100 * value).ToString("F1", CultureInfo.InvariantCulture) + "%";
+}
