@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Trains OrtSparse's shipped model on the GPU host: a small Llama (GQA, RoPE, context 8192) on the
+Python sources installed there, with a byte-level BPE tokenizer trained by Hugging Face `tokenizers`.
+Training stops within --time-limit seconds and saves its weights (checkpoint.pt, fp32, no optimizer
+state: about 19 MB, so it can be carried to a fresh machine); a later run resumes from them with a fresh
+optimizer and the schedule continued from the saved step.
+
+    python3 models/train_code_model.py WORK_DIR [--time-limit 360] [--steps 1200] [--export OUT_DIR]
+
+WORK_DIR gets the tokenizer, the tokenized corpus (train/validation/test by a hash of each file's path;
+never committed), checkpoint.pt and metrics.json (held-out perplexity). --export then writes OUT_DIR:
+model.onnx (torch.onnx.export, opset 18, fp16 weights), tokenizer.json, tokenizer_config.json,
+metrics.json and checkpoint.pt.
+"""
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import sys
+import sysconfig
+import time
+
+import numpy as np
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+VOCAB = 4096
+CONTEXT = 8192
+SPECIALS = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"]
+CORPUS_CHARS = 80_000_000
+TOKENIZER_CHARS = 20_000_000
+
+
+def config(attention):
+    """About 4.7 M parameters: fp16 weights under 10 MB. Head size 64, which the CUDA op takes."""
+    return transformers.LlamaConfig(attn_implementation=attention, vocab_size=VOCAB, hidden_size=256, intermediate_size=704, num_hidden_layers=5,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                                    max_position_embeddings=CONTEXT, rope_theta=10000.0, tie_word_embeddings=True,
+                                    bos_token_id=0, eos_token_id=0)
+
+
+def split_of(path):
+    """train / validation / test by a hash of the file's path: 96 / 2 / 2 %."""
+    bucket = int(hashlib.sha1(path.encode()).hexdigest(), 16) % 100
+    return "validation" if bucket < 2 else "test" if bucket < 4 else "train"
+
+
+def source_files():
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")}
+    files = sorted({f for root in roots for f in glob.glob(os.path.join(root, "**", "*.py"), recursive=True)})
+    return [f for f in files if os.path.getsize(f) > 0]
+
+
+def read(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def prepare(work):
+    """Tokenizer and tokenized splits (uint16 token files, documents joined by <|endoftext|>)."""
+    tokenizer_path = os.path.join(work, "tokenizer.json")
+    files = source_files()
+    if not os.path.exists(tokenizer_path):
+        train_files = [f for f in files if split_of(f) == "train"]
+        sample, total = [], 0
+        for f in train_files[::7]:
+            text = read(f)
+            sample.append(text)
+            total += len(text)
+            if total > TOKENIZER_CHARS:
+                break
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=SPECIALS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tokenizer.train_from_iterator(sample, trainer)
+        tokenizer.save(tokenizer_path)
+        with open(os.path.join(work, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                       "unk_token": "<|endoftext|>", "add_bos_token": False, "add_eos_token": False,
+                       "model_max_length": CONTEXT}, f, indent=1)
+        print(f"tokenizer: vocabulary {tokenizer.get_vocab_size()} from {total / 1e6:.0f} M characters", flush=True)
+    tokenizer = Tokenizer.from_file(tokenizer_path)
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    for split in ("train", "validation", "test"):
+        path = os.path.join(work, f"{split}.bin")
+        if os.path.exists(path):
+            continue
+        chosen = [f for f in files if split_of(f) == split]
+        texts, total = [], 0
+        for f in chosen:
+            text = read(f)
+            texts.append(text)
+            total += len(text)
+            if split == "train" and total > CORPUS_CHARS:
+                break
+        ids = []
+        for start in range(0, len(texts), 2000):
+            for encoding in tokenizer.encode_batch(texts[start:start + 2000]):
+                ids.extend(encoding.ids)
+                ids.append(eos)
+        np.array(ids, dtype=np.uint16).tofile(path + ".tmp")
+        os.replace(path + ".tmp", path)
+        with open(os.path.join(work, f"{split}.files.json"), "w") as f:
+            json.dump(chosen[:len(texts)], f)
+        print(f"{split}: {len(texts)} files, {total / 1e6:.1f} M characters, {len(ids) / 1e6:.1f} M tokens", flush=True)
+
+
+def batches(data, batch, context, generator):
+    starts = torch.randint(0, len(data) - context - 1, (batch,), generator=generator)
+    x = torch.stack([torch.from_numpy(data[s:s + context + 1].astype(np.int64)) for s in starts.tolist()])
+    return x[:, :-1], x[:, 1:]
+
+
+@torch.no_grad()
+def perplexity(model, data, context, device, windows=24):
+    """Mean next-token loss over evenly spaced windows of the split, as perplexity."""
+    model.eval()
+    losses = []
+    step = max(1, (len(data) - context - 1) // windows)
+    for start in range(0, len(data) - context - 1, step)[:windows]:
+        x = torch.from_numpy(data[start:start + context + 1].astype(np.int64)).to(device)[None]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(input_ids=x[:, :-1]).logits
+        losses.append(torch.nn.functional.cross_entropy(logits.float()[0], x[0, 1:]).item())
+    model.train()
+    return math.exp(sum(losses) / len(losses))
+
+
+def train(work, args):
+    device = "cuda"
+    torch.manual_seed(0)
+    data = np.memmap(os.path.join(work, "train.bin"), dtype=np.uint16, mode="r")
+    validation = np.memmap(os.path.join(work, "validation.bin"), dtype=np.uint16, mode="r")
+    model = transformers.LlamaForCausalLM(config("sdpa")).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    checkpoint = os.path.join(work, "checkpoint.pt")
+    step, generator = 0, torch.Generator().manual_seed(1)
+    if os.path.exists(checkpoint):
+        state = torch.load(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        step = state["step"]
+        generator.manual_seed(1 + step)
+        print(f"resumed at step {step} (fresh optimizer)", flush=True)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"model: {parameters / 1e6:.2f} M parameters; train {len(data) / 1e6:.0f} M tokens", flush=True)
+    started = time.time()
+    model.train()
+    while step < args.steps and time.time() - started < args.time_limit:
+        # Shorter sequences first, then the full context: cheap early steps, long-range attention at the end.
+        context = 1024 if step < args.steps // 3 else CONTEXT
+        batch = args.tokens_per_step // context
+        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = batches(data, batch, context, generator)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(input_ids=x.to(device)).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, VOCAB), y.to(device).view(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % 50 == 0:
+            print(f"step {step} context {context} loss {loss.item():.3f} lr {lr:.2e} {time.time() - started:.0f} s", flush=True)
+    state = {"model": model.state_dict(), "step": step}
+    torch.save(state, checkpoint + ".tmp")
+    os.replace(checkpoint + ".tmp", checkpoint)
+    metrics = {"step": step, "steps": args.steps, "parameters": parameters,
+               "validation_perplexity_8192": perplexity(model, validation, CONTEXT, device)}
+    with open(os.path.join(work, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    print(json.dumps(metrics), flush=True)
+
+
+def export(work, out):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from export_corpus import LogitsOnly, strip_debug_info
+    import onnx
+
+    state = torch.load(os.path.join(work, "checkpoint.pt"), map_location="cpu")
+    model = transformers.LlamaForCausalLM(config("eager"))
+    model.load_state_dict(state["model"])
+    model = model.half().eval()
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "model.onnx")
+    # Batch 2: torch.export specialises a dimension whose example size is 1, and the batch must stay dynamic.
+    sample = torch.randint(4, VOCAB, (2, 16))
+    dynamic = torch.export.Dim.DYNAMIC
+    with torch.no_grad():
+        program = torch.onnx.export(LogitsOnly(model), (sample,), dynamo=True, opset_version=18, input_names=["input_ids"],
+                                    output_names=["logits"], dynamic_shapes={"input_ids": {0: dynamic, 1: dynamic}},
+                                    optimize=True)
+    program.save(path, external_data=False)
+    onnx.save(strip_debug_info(onnx.load(path)), path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "metrics.json", "checkpoint.pt"):
+        with open(os.path.join(work, name), "rb") as source, open(os.path.join(out, name), "wb") as target:
+            target.write(source.read())
+    print(f"exported {os.path.getsize(path) / 1e6:.1f} MB to {path}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("work")
+    parser.add_argument("--time-limit", type=float, default=360)
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--tokens-per-step", type=int, default=131072)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--export")
+    args = parser.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    prepare(args.work)
+    train(args.work, args)
+    if args.export:
+        export(args.work, args.export)
+
+
+if __name__ == "__main__":
+    main()
