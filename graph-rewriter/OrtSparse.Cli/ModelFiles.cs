@@ -1,3 +1,4 @@
+using OrtSparse.GraphRewriter;
 using OrtSparse.Onnx;
 
 namespace OrtSparse.Cli;
@@ -18,6 +19,39 @@ internal static class ModelFiles
         {
             throw new UsageException($"{written ?? $"-o {output}"} would overwrite the input {inputKind} {input}; write it elsewhere");
         }
+    }
+
+    /// <summary>
+    /// Saves what <see cref="ModelPatcher.Patch"/> made of <paramref name="source"/> as a model folder:
+    /// the model at <paramref name="output"/>, its runtime config beside it and, when the output goes to
+    /// another folder, the tokenizer files found beside the source (<see cref="Save"/>: all or nothing).
+    /// </summary>
+    /// <returns>The tokenizer files copied.</returns>
+    public static IReadOnlyList<string> SavePatched(OnnxModel source, PatchResult result, string output, Action<string>? verify)
+    {
+        var besideFiles = new Dictionary<string, string>
+        {
+            [Path.GetFileName(RuntimeConfig.PathBeside(output))] = RuntimeConfig.ToJson(result, Path.GetFileName(output)),
+        };
+        var tokenizerFiles = source.SourcePath is null ? [] : TokenizerFilesBeside(source.SourcePath, output);
+        foreach (var file in tokenizerFiles)
+        {
+            besideFiles[Path.GetFileName(file)] = File.ReadAllText(file);
+        }
+        Save(new OnnxModel(result.Model, source.SourcePath), output, verify, besideFiles);
+        return tokenizerFiles;
+    }
+
+    /// <summary>The tokenizer files beside <paramref name="input"/>, to copy beside <paramref name="output"/> when it goes to another folder (a model folder is complete).</summary>
+    private static IReadOnlyList<string> TokenizerFilesBeside(string input, string output)
+    {
+        var from = Path.GetDirectoryName(Path.GetFullPath(input))!;
+        if (from == Path.GetDirectoryName(Path.GetFullPath(output)))
+        {
+            return [];
+        }
+        return new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" }
+            .Select(name => Path.Combine(from, name)).Where(File.Exists).ToList();
     }
 
     /// <summary>

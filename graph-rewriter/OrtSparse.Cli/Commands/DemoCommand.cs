@@ -110,12 +110,7 @@ internal static class DemoCommand
         log.WriteLine($"demo: patching {source} with {Label(method)} -> {folder}");
         var model = ModelFiles.Load(source);
         var result = ModelPatcher.Patch(model.Proto, new PatchOptions { Method = method, AddCache = true });
-        var companions = new Dictionary<string, string> { [Path.GetFileName(RuntimeConfig.PathBeside(output))] = RuntimeConfig.ToJson(result, "model.onnx") };
-        foreach (var file in PatchCommand.TokenizerFilesBeside(source, output))
-        {
-            companions[Path.GetFileName(file)] = File.ReadAllText(file);
-        }
-        ModelFiles.Save(new OnnxModel(result.Model, model.SourcePath), output, verify: null, companions);
+        ModelFiles.SavePatched(model, result, output, verify: null);
         return folder;
     }
 

@@ -53,14 +53,7 @@ internal static class PatchCommand
 
         var source = ModelFiles.Load(input);
         var result = ModelPatcher.Patch(source.Proto, options);
-        var config = RuntimeConfig.ToJson(result, Path.GetFileName(output));
-        var companions = new Dictionary<string, string> { [Path.GetFileName(configPath)] = config };
-        var tokenizerFiles = TokenizerFilesBeside(input, output);
-        foreach (var file in tokenizerFiles)
-        {
-            companions[Path.GetFileName(file)] = File.ReadAllText(file);
-        }
-        ModelFiles.Save(new OnnxModel(result.Model, source.SourcePath), output, verify: line.Flag("--no-verify") ? null : VerifyLoads, companions);
+        var tokenizerFiles = ModelFiles.SavePatched(source, result, output, verify: line.Flag("--no-verify") ? null : VerifyLoads);
 
         var methods = result.Layers.Select(l => l.Plan.Method.Method).Distinct().ToList();
         stdout.WriteLine(methods.Count == 1
@@ -76,18 +69,6 @@ internal static class PatchCommand
             stdout.WriteLine($"  left {site.Kind} node '{site.NodeName}' as it was: {site.UnsupportedReason}");
         }
         return CliApp.Ok;
-    }
-
-    /// <summary>The tokenizer files beside <paramref name="input"/>, to copy beside <paramref name="output"/> when it goes to another folder (a model folder is complete).</summary>
-    internal static IReadOnlyList<string> TokenizerFilesBeside(string input, string output)
-    {
-        var from = Path.GetDirectoryName(Path.GetFullPath(input))!;
-        if (from == Path.GetDirectoryName(Path.GetFullPath(output)))
-        {
-            return [];
-        }
-        return new[] { "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json" }
-            .Select(name => Path.Combine(from, name)).Where(File.Exists).ToList();
     }
 
     /// <summary>Consecutive layers of one method together: "0-1 dense, 2-5 quest".</summary>

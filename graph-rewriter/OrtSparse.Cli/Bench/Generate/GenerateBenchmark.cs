@@ -199,8 +199,7 @@ public static class GenerateBenchmark
         log.WriteLine($"bench generate: patching the decoder with {method}");
         var source = ModelFiles.Load(Path.Combine(decoder, DecoderModelWriter.ModelFileName));
         var result = ModelPatcher.Patch(source.Proto, new PatchOptions { Method = new MethodConfig { Method = method, Parameters = given } });
-        ModelFiles.Save(new OnnxModel(result.Model, source.SourcePath), output, verify: null,
-            new Dictionary<string, string> { [Path.GetFileName(RuntimeConfig.PathBeside(output))] = RuntimeConfig.ToJson(result, "model.onnx") });
+        ModelFiles.SavePatched(source, result, output, verify: null);
         return folder;
     }
 
