@@ -2,15 +2,16 @@
 """Trains OrtSparse's shipped model on the GPU host: a small Llama (GQA, RoPE, context 8192) on the
 Python sources installed there, with a byte-level BPE tokenizer trained by Hugging Face `tokenizers`.
 Training stops within --time-limit seconds and saves its weights (checkpoint.pt, fp32, no optimizer
-state: about 19 MB, so it can be carried to a fresh machine); a later run resumes from them with a fresh
+state: about 10 MB, so it can be carried to a fresh machine); a later run resumes from them with a fresh
 optimizer and the schedule continued from the saved step.
 
-    python3 models/train_code_model.py WORK_DIR [--time-limit 360] [--steps 1200] [--export OUT_DIR]
+    python3 models/train_code_model.py WORK_DIR [--time-limit 360] [--steps 1200] [--export OUT_DIR] [--heldout DIR]
 
 WORK_DIR gets the tokenizer, the tokenized corpus (train/validation/test by a hash of each file's path;
 never committed), checkpoint.pt and metrics.json (held-out perplexity). --export then writes OUT_DIR:
-model.onnx (torch.onnx.export, opset 18, fp16 weights), tokenizer.json, tokenizer_config.json,
-metrics.json and checkpoint.pt.
+model.onnx (torch.onnx.export, opset 18, float16 weights behind casts to float32), tokenizer.json,
+tokenizer_config.json, metrics.json and train_config.json. --heldout writes held-out test files and
+validation token files (see heldout()).
 """
 import argparse
 import glob
@@ -35,8 +36,9 @@ TOKENIZER_CHARS = 20_000_000
 
 
 def config(attention):
-    """About 4.7 M parameters: fp16 weights under 10 MB. Head size 64, which the CUDA op takes."""
-    return transformers.LlamaConfig(attn_implementation=attention, vocab_size=VOCAB, hidden_size=256, intermediate_size=704, num_hidden_layers=5,
+    """About 2.6 M parameters: fp16 weights about 5 MB (the tracked tree must stay under 16 MiB). Head size 64, which the
+    CUDA op takes; 4 query heads share 2 KV heads."""
+    return transformers.LlamaConfig(attn_implementation=attention, vocab_size=VOCAB, hidden_size=192, intermediate_size=512, num_hidden_layers=4,
                                     num_attention_heads=4, num_key_value_heads=2, head_dim=64,
                                     max_position_embeddings=CONTEXT, rope_theta=10000.0, tie_word_embeddings=True,
                                     bos_token_id=0, eos_token_id=0)
@@ -136,6 +138,7 @@ def train(work, args):
     torch.manual_seed(0)
     data = np.memmap(os.path.join(work, "train.bin"), dtype=np.uint16, mode="r")
     validation = np.memmap(os.path.join(work, "validation.bin"), dtype=np.uint16, mode="r")
+    test = np.memmap(os.path.join(work, "test.bin"), dtype=np.uint16, mode="r")
     model = transformers.LlamaForCausalLM(config("sdpa")).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     checkpoint = os.path.join(work, "checkpoint.pt")
@@ -172,21 +175,60 @@ def train(work, args):
     torch.save(state, checkpoint + ".tmp")
     os.replace(checkpoint + ".tmp", checkpoint)
     metrics = {"step": step, "steps": args.steps, "parameters": parameters,
-               "validation_perplexity_8192": perplexity(model, validation, CONTEXT, device)}
+               "validation_perplexity_8192": perplexity(model, validation, CONTEXT, device),
+               "test_perplexity_8192": perplexity(model, test, CONTEXT, device)}
     with open(os.path.join(work, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     print(json.dumps(metrics), flush=True)
 
 
+def half_storage(model, numpy_helper, helper, onnx):
+    """Stores every large float initializer as float16 behind a Cast to float: the file is half the size, the graph
+    still computes in float32 (ONNX Runtime folds the casts at load), so CPU kernels run it. An initializer that is the
+    transpose of another (the tied output projection) becomes a Transpose of it instead of a second copy."""
+    graph = model.graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    large = {n for n, a in arrays.items() if a.dtype == np.float32 and a.size >= 4096}
+    transposed = {}
+    for name in sorted(large):
+        a = arrays[name]
+        for other in sorted(large - {name} - set(transposed)):
+            b = arrays[other]
+            if a.ndim == 2 and b.shape == a.shape[::-1] and np.array_equal(a, b.T):
+                transposed[name] = other
+                break
+    nodes, kept = [], []
+    for tensor in graph.initializer:
+        name = tensor.name
+        if name in transposed:
+            nodes.append(helper.make_node("Transpose", [transposed[name]], [name], perm=[1, 0], name=f"{name}_transpose"))
+        elif name in large:
+            kept.append(numpy_helper.from_array(arrays[name].astype(np.float16), f"{name}_fp16"))
+            nodes.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_cast"))
+        else:
+            kept.append(tensor)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    # Casts first, then the transposes that read their outputs, then the graph.
+    nodes.sort(key=lambda n: n.op_type == "Transpose")
+    original = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + original)
+    return model
+
+
 def export(work, out):
+    """OUT/model.onnx: input_ids [B, S] -> logits [B, S, V], float32 compute with float16 weights."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from export_corpus import LogitsOnly, strip_debug_info
     import onnx
+    from onnx import helper, numpy_helper
 
     state = torch.load(os.path.join(work, "checkpoint.pt"), map_location="cpu")
     model = transformers.LlamaForCausalLM(config("eager"))
     model.load_state_dict(state["model"])
-    model = model.half().eval()
+    # The shipped weights are the float16 ones; the float32 graph computes with exactly them.
+    model = model.half().float().eval()
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "model.onnx")
     # Batch 2: torch.export specialises a dimension whose example size is 1, and the batch must stay dynamic.
@@ -196,12 +238,40 @@ def export(work, out):
         program = torch.onnx.export(LogitsOnly(model), (sample,), dynamo=True, opset_version=18, input_names=["input_ids"],
                                     output_names=["logits"], dynamic_shapes={"input_ids": {0: dynamic, 1: dynamic}},
                                     optimize=True)
-    program.save(path, external_data=False)
-    onnx.save(strip_debug_info(onnx.load(path)), path)
-    for name in ("tokenizer.json", "tokenizer_config.json", "metrics.json", "checkpoint.pt"):
+    program.save(path + ".tmp", external_data=False)
+    exported = half_storage(strip_debug_info(onnx.load(path + ".tmp")), numpy_helper, helper, onnx)
+    onnx.checker.check_model(exported)
+    onnx.save(exported, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "metrics.json"):
         with open(os.path.join(work, name), "rb") as source, open(os.path.join(out, name), "wb") as target:
             target.write(source.read())
-    print(f"exported {os.path.getsize(path) / 1e6:.1f} MB to {path}", flush=True)
+    with open(os.path.join(out, "train_config.json"), "w") as f:
+        json.dump(config("eager").to_dict(), f, indent=1, default=str)
+    print(f"exported {os.path.getsize(path) / 1e6:.2f} MB to {path}", flush=True)
+
+
+def heldout(work, out, max_chars=3_000_000):
+    """OUT/test/*.py: files of the test split (about max_chars characters), for `ortsparse bench fidelity --text`;
+    OUT/validation/*.txt: token id files of CONTEXT tokens from the validation split, for `ortsparse calibrate`."""
+    files = json.load(open(os.path.join(work, "test.files.json")))
+    os.makedirs(os.path.join(out, "test"), exist_ok=True)
+    total = 0
+    for i, path in enumerate(files):
+        text = read(path)
+        with open(os.path.join(out, "test", f"{i:04d}.py"), "w", encoding="utf-8") as f:
+            f.write(text)
+        total += len(text)
+        if total > max_chars:
+            break
+    validation = np.memmap(os.path.join(work, "validation.bin"), dtype=np.uint16, mode="r")
+    os.makedirs(os.path.join(out, "validation"), exist_ok=True)
+    for i in range(8):
+        start = i * (len(validation) - CONTEXT) // 8
+        ids = validation[start:start + CONTEXT]
+        with open(os.path.join(out, "validation", f"{i}.txt"), "w") as f:
+            f.write(" ".join(str(int(t)) for t in ids) + "\n")
+    print(f"held out: {len(os.listdir(os.path.join(out, "test")))} test files ({total / 1e6:.1f} M characters), 8 validation token files", flush=True)
 
 
 def main():
@@ -212,12 +282,17 @@ def main():
     parser.add_argument("--tokens-per-step", type=int, default=131072)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--export")
+    parser.add_argument("--heldout", help="write held-out test files and validation token files here")
+    parser.add_argument("--no-train", action="store_true", help="only prepare, export and write held-out data")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     prepare(args.work)
-    train(args.work, args)
+    if not args.no_train:
+        train(args.work, args)
     if args.export:
         export(args.work, args.export)
+    if args.heldout:
+        heldout(args.work, args.heldout)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ internal interface IAttentionForm
     /// The nodes that replace a replaceable <paramref name="site"/> (one of them the SparseAttention
     /// node) and the other nodes it absorbs; adds the initializers it needs to the graph.
     /// </summary>
-    SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names);
+    SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names, long rotaryPositions);
 }
 
 /// <summary>What replacing one site does to the main graph.</summary>

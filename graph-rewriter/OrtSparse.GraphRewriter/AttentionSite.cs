@@ -44,4 +44,10 @@ public sealed record AttentionSite(
     /// null when the op reads values only the rewrite computes (packed QKV split apart, a bias added).
     /// </summary>
     public IReadOnlyList<string>? QueryKeyValue { get; init; }
+
+    /// <summary>
+    /// True when the <see cref="QueryKeyValue"/> values are [B, S, H, D] (a rank-4 site whose heads the graph moves
+    /// first only after the values it reads); false when they follow <see cref="Rank"/>.
+    /// </summary>
+    public bool QueryKeyValueSequenceFirst { get; init; }
 }

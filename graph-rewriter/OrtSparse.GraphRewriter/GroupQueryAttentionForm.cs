@@ -51,7 +51,7 @@ internal sealed class GroupQueryAttentionForm : IAttentionForm
         };
     }
 
-    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names)
+    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names, long rotaryPositions)
     {
         var node = model.Graph.Node[site.NodeIndex];
         int heads = site.NumHeads!.Value, kvHeads = site.KvNumHeads!.Value;

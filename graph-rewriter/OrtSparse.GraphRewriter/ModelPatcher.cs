@@ -86,7 +86,7 @@ public static class ModelPatcher
             var layer = planned;
             var site = layer.Site;
             var form = AttentionForms.Of(graph.Node[site.NodeIndex], index)!;
-            var rewrite = form.Rewrite(patched, site, types, layer.Method, names);
+            var rewrite = form.Rewrite(patched, site, types, layer.Method, names, options.MaxLength);
             if (options.AddCache)
             {
                 if (KvCacheAddition.Problem(site, rewrite.Attention) is { } problem)

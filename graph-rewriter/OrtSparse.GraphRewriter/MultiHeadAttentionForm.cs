@@ -70,7 +70,7 @@ internal sealed class MultiHeadAttentionForm : IAttentionForm
         };
     }
 
-    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names)
+    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names, long rotaryPositions)
     {
         var node = model.Graph.Node[site.NodeIndex];
         var heads = site.NumHeads!.Value;

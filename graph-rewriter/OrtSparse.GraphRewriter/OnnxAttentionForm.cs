@@ -74,7 +74,7 @@ internal sealed class OnnxAttentionForm : IAttentionForm
         }
 
         var rotary = reason is null ? Rotary(model.Graph, node, types, rank, numHeads!.Value, kvNumHeads!.Value, headDim) : null;
-        var plan = reason is null ? Decomposed(model, node, types, rank, rotary!) : null;
+        var plan = reason is null ? Decomposed(model, node, types, rank, rotary!, PatchOptions.DefaultMaxLength) : null;
         var notes = new List<string>();
         if (plan?.Note is { } decomposedNote)
         {
@@ -96,18 +96,20 @@ internal sealed class OnnxAttentionForm : IAttentionForm
         {
             Notes = notes,
             QueryKeyValue = node.Input.Count < 3 ? null
-                : traced && plan!.Query!.Layout == "BHSD" && plan.Key!.Layout == "BHSD" && plan.Value!.Layout == "BHSD" ? [plan.Query.Value, plan.Key.Value, plan.Value.Value]
+                : traced && plan!.Query!.Layout is "BHSD" or "BSHD" && plan.Key!.Layout == plan.Query.Layout && plan.Value!.Layout == plan.Query.Layout
+                    ? [plan.Query.Value, plan.Key.Value, plan.Value.Value]
                 : traced ? null
                 : [rotary?.Fusion?.Query ?? node.Input[0], rotary?.Fusion?.Key ?? node.Input[1], node.Input[2]],
+            QueryKeyValueSequenceFirst = traced && plan!.Query!.Layout == "BSHD",
         };
     }
 
     /// <summary>SparseAttention, with layout changes around it for 4-D inputs and the rotary embedding moved in.</summary>
-    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names)
+    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names, long rotaryPositions)
     {
         var node = model.Graph.Node[site.NodeIndex];
         var rotary = Rotary(model.Graph, node, types, site.Rank, site.NumHeads!.Value, site.KvNumHeads!.Value, site.HeadDim);
-        var plan = Decomposed(model, node, types, site.Rank, rotary);
+        var plan = Decomposed(model, node, types, site.Rank, rotary, rotaryPositions);
         var fusion = plan?.Query is not null ? plan.Rotary?.Fuse(model.Graph, names, new HashSet<int>()) : rotary.Fusion;
         var glue = new GraphGlue(model, names, site.NodeName);
         string ToBsh(string input, string role) => site.Rank == 3 ? input : glue.HeadsToHidden(input, role);
@@ -162,7 +164,7 @@ internal sealed class OnnxAttentionForm : IAttentionForm
     /// embedding whose tables are derived from the graph (<see cref="RotaryPatterns"/>). Null when there is
     /// nothing to trace (3-D, a cache, no repeat_kv or rotary); otherwise either the operands or a note on why not.
     /// </summary>
-    private static TracedPlan? Decomposed(ModelProto model, NodeProto node, GraphTypes types, int rank, RotaryEmbeddingFusion.Outcome rotary)
+    private static TracedPlan? Decomposed(ModelProto model, NodeProto node, GraphTypes types, int rank, RotaryEmbeddingFusion.Outcome rotary, long rotaryPositions)
     {
         if (rank != 4 || rotary.Fusion is not null || node.OptionalInput(PastKeyInput) is not null)
         {
@@ -189,7 +191,7 @@ internal sealed class OnnxAttentionForm : IAttentionForm
         DerivedRotary? derived = null;
         if (q.Rotary is not null)
         {
-            derived = RotaryPatterns.Derive(evaluator, model.Graph, q.Rotary, k.Rotary!, q.HeadDim, out var rotaryProblem);
+            derived = RotaryPatterns.Derive(evaluator, model.Graph, q.Rotary, k.Rotary!, q.HeadDim, rotaryPositions, out var rotaryProblem);
             if (derived is null)
             {
                 return NotTraced($"rotary embedding ({q.Rotary.Form}) cannot move into the op: {rotaryProblem}");

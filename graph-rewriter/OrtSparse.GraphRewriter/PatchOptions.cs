@@ -6,6 +6,9 @@ namespace OrtSparse.GraphRewriter;
 /// <summary>What <see cref="ModelPatcher.Patch"/> should do.</summary>
 public sealed record PatchOptions
 {
+    /// <summary>The default of <see cref="MaxLength"/>.</summary>
+    public const int DefaultMaxLength = 4096;
+
     /// <summary>The method of every layer that no entry of <see cref="LayerMethods"/> names. Default: dense.</summary>
     public MethodConfig Method { get; init; } = new();
 
@@ -26,6 +29,12 @@ public sealed record PatchOptions
     /// </summary>
     public bool AddCache { get; init; }
 
+    /// <summary>
+    /// The longest sequence the patched model serves where the rewriter derives a rotary embedding's cos/sin tables
+    /// from the graph (rows of the tables the op takes over). Default 4096.
+    /// </summary>
+    public long MaxLength { get; init; } = PatchOptions.DefaultMaxLength;
+
     /// <summary>Calibration data (from <c>ortsparse calibrate</c>) for methods that need it; layer L is the L-th replaced site in graph order.</summary>
     public CalibrationData? Calibration { get; init; }
 
@@ -39,6 +48,10 @@ public sealed record PatchOptions
     /// </summary>
     public void Validate()
     {
+        if (MaxLength is < 1 or > int.MaxValue)
+        {
+            throw new ArgumentException($"MaxLength ({MaxLength}) must be in [1, {int.MaxValue}]");
+        }
         Method.Validate();
         for (var i = 0; i < LayerMethods.Count; i++)
         {

@@ -50,9 +50,6 @@ internal sealed record DerivedRotary(RotaryMatch Query, RotaryMatch Key, float[]
 /// <summary>Recognises rotary embeddings written out in ONNX ops and derives the tables SparseAttention needs.</summary>
 internal static class RotaryPatterns
 {
-    /// <summary>Rows of the cos/sin tables derived for a rotary embedding the op takes over: the longest sequence the patched model serves.</summary>
-    public const long TablePositions = 4096;
-
     /// <summary>The rotary embedding producing <paramref name="value"/> ([B, H, S, D]), or null.</summary>
     public static RotaryMatch? Match(GraphIndex graph, GraphEvaluator evaluator, string value)
     {
@@ -134,11 +131,12 @@ internal static class RotaryPatterns
 
     /// <summary>
     /// The cos/sin tables of the rotations of <paramref name="query"/> and <paramref name="key"/>, checked to
-    /// follow positions: the values the graph computes for a sequence of <see cref="TablePositions"/> tokens
+    /// follow positions: the values the graph computes for a sequence of <paramref name="positions"/> tokens
     /// are the table, and for a batch of 2 shorter sequences every row equals the table's row of its position.
     /// </summary>
     /// <returns>The tables, or null with the reason in <paramref name="problem"/>.</returns>
-    public static DerivedRotary? Derive(GraphEvaluator evaluator, GraphProto graph, RotaryMatch query, RotaryMatch key, long? headDim, out string? problem)
+    public static DerivedRotary? Derive(GraphEvaluator evaluator, GraphProto graph, RotaryMatch query, RotaryMatch key, long? headDim, long positions,
+        out string? problem)
     {
         problem = null;
         if (query.HalfWidth != key.HalfWidth || query.Interleaved != key.Interleaved || query.RotaryDim != key.RotaryDim)
@@ -149,7 +147,7 @@ internal static class RotaryPatterns
         var tables = new List<float[]>();
         foreach (var (value, role) in new[] { (query.Cos, "query cos"), (query.Sin, "query sin"), (key.Cos, "key cos"), (key.Sin, "key sin") })
         {
-            if (Table(evaluator, graph, value, query.HalfWidth, out problem) is not { } table)
+            if (Table(evaluator, graph, value, query.HalfWidth, positions, out problem) is not { } table)
             {
                 problem = $"the {role} values '{value}' are not a table of positions: {problem}";
                 return null;
@@ -161,7 +159,7 @@ internal static class RotaryPatterns
             problem = "the query and the key are rotated by different cos/sin values";
             return null;
         }
-        var half = tables[0].Length / TablePositions;
+        var half = tables[0].Length / positions;
         if (tables[1].Length != tables[0].Length)
         {
             problem = "cos and sin have different widths";
@@ -173,24 +171,24 @@ internal static class RotaryPatterns
             problem = $"the rotation covers {rotaryDim} dims but its cos/sin values have {2 * half} (head size {headDim?.ToString() ?? "unknown"})";
             return null;
         }
-        return new DerivedRotary(query, key, tables[0], tables[1], TablePositions, half);
+        return new DerivedRotary(query, key, tables[0], tables[1], positions, half);
     }
 
-    /// <summary>The [TablePositions, R/2] table a cos or sin value holds, or null with the reason.</summary>
-    private static float[]? Table(GraphEvaluator evaluator, GraphProto graph, string value, bool halfWidth, out string? problem)
+    /// <summary>The [positions, R/2] table a cos or sin value holds, or null with the reason.</summary>
+    private static float[]? Table(GraphEvaluator evaluator, GraphProto graph, string value, bool halfWidth, long positions, out string? problem)
     {
-        if (evaluator.TryEvaluate(value, GraphEvaluator.SequenceShapes(graph, 1, TablePositions), out problem) is not { } full)
+        if (evaluator.TryEvaluate(value, GraphEvaluator.SequenceShapes(graph, 1, positions), out problem) is not { } full)
         {
             return null;
         }
-        if (full.Shape.Length < 2 || full.Shape[^2] != TablePositions || full.Shape[..^2].Any(d => d != 1))
+        if (full.Shape.Length < 2 || full.Shape[^2] != positions || full.Shape[..^2].Any(d => d != 1))
         {
-            problem = $"for one sequence of {TablePositions} tokens they have shape [{string.Join(", ", full.Shape)}], not [1, …, {TablePositions}, width]";
+            problem = $"for one sequence of {positions} tokens they have shape [{string.Join(", ", full.Shape)}], not [1, …, {positions}, width]";
             return null;
         }
         var width = (int)full.Shape[^1];
         var columns = halfWidth ? width : width / 2;
-        if (!halfWidth && (width % 2 != 0 || Enumerable.Range(0, (int)TablePositions * width).Any(i => i % width >= columns && full.Data[i] != full.Data[i - columns])))
+        if (!halfWidth && (width % 2 != 0 || Enumerable.Range(0, (int)positions * width).Any(i => i % width >= columns && full.Data[i] != full.Data[i - columns])))
         {
             problem = "the two halves of their last axis differ, as rotate-half needs them equal";
             return null;
@@ -214,6 +212,6 @@ internal static class RotaryPatterns
                 return null;
             }
         }
-        return Enumerable.Range(0, (int)TablePositions * width).Where(i => i % width < columns).Select(i => (float)full.Data[i]).ToArray();
+        return Enumerable.Range(0, (int)positions * width).Where(i => i % width < columns).Select(i => (float)full.Data[i]).ToArray();
     }
 }

@@ -34,23 +34,24 @@ internal sealed class UnfusedAttentionForm : IAttentionForm
     public AttentionSite Recognize(ModelProto model, int nodeIndex, GraphTypes types)
     {
         var node = model.Graph.Node[nodeIndex];
-        var analysis = Analyze(model, node, types);
+        var analysis = Analyze(model, node, types, PatchOptions.DefaultMaxLength);
         var (q, k, v) = (analysis.Query, analysis.Key, analysis.Value);
         var elementType = q is null ? TensorProto.Types.DataType.Undefined : types.Find(q.Value)?.ElementType ?? TensorProto.Types.DataType.Undefined;
         var problem = analysis.Problem ?? SiteFacts.ElementTypeProblem(elementType);
-        var allHeadsFirst = q?.Layout == "BHSD" && k?.Layout == "BHSD" && v?.Layout == "BHSD";
-        return new AttentionSite(nodeIndex, SiteFacts.Label(node, nodeIndex), Kind, allHeadsFirst ? 4 : 0, q?.Heads, k?.Heads, q?.HeadDim,
+        var oneLayout = q?.Layout is "BHSD" or "BSHD" && k?.Layout == q.Layout && v?.Layout == q.Layout;
+        return new AttentionSite(nodeIndex, SiteFacts.Label(node, nodeIndex), Kind, oneLayout ? 4 : 0, q?.Heads, k?.Heads, q?.HeadDim,
             SiteFacts.ElementTypeName(elementType), null, null, null, null, problem)
         {
             Notes = analysis.Notes,
-            QueryKeyValue = problem is null && allHeadsFirst ? [q!.Value, k!.Value, v!.Value] : null,
+            QueryKeyValue = problem is null && oneLayout ? [q!.Value, k!.Value, v!.Value] : null,
+            QueryKeyValueSequenceFirst = oneLayout && q!.Layout == "BSHD",
         };
     }
 
-    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names)
+    public SiteRewrite Rewrite(ModelProto model, AttentionSite site, GraphTypes types, MethodConfig method, NameAllocator names, long rotaryPositions)
     {
         var node = model.Graph.Node[site.NodeIndex];
-        var analysis = Analyze(model, node, types);
+        var analysis = Analyze(model, node, types, rotaryPositions);
         var (q, k, v) = (analysis.Query!, analysis.Key!, analysis.Value!);
         var glue = new GraphGlue(model, names, site.NodeName);
         var inputs = new Dictionary<string, string>
@@ -84,7 +85,7 @@ internal sealed class UnfusedAttentionForm : IAttentionForm
         return graph.Producer(value, "Softmax");
     }
 
-    private static Analysis Analyze(ModelProto model, NodeProto node, GraphTypes types)
+    private static Analysis Analyze(ModelProto model, NodeProto node, GraphTypes types, long rotaryPositions)
     {
         var graph = new GraphIndex(model.Graph);
         var evaluator = new GraphEvaluator(model.Graph, types);
@@ -130,7 +131,7 @@ internal sealed class UnfusedAttentionForm : IAttentionForm
             {
                 return Fail($"only the {(q.Rotary is null ? "key" : "query")} passes through a rotary embedding ({(q.Rotary ?? k.Rotary)!.Form})", q, k, v);
             }
-            rotary = RotaryPatterns.Derive(evaluator, model.Graph, q.Rotary, k.Rotary, q.HeadDim, out var rotaryProblem);
+            rotary = RotaryPatterns.Derive(evaluator, model.Graph, q.Rotary, k.Rotary, q.HeadDim, rotaryPositions, out var rotaryProblem);
             if (rotary is null)
             {
                 return Fail($"rotary embedding ({q.Rotary.Form}) cannot move into the op: {rotaryProblem}", q, k, v);

@@ -77,11 +77,12 @@ public static class ActivationCapture
                 var byName = wanted.Zip(outputs).ToDictionary(p => p.First, p => p.Second);
                 for (var i = 0; i < sites.Count; i++)
                 {
-                    headDims[i] = AppendHeads(byName[tapped[i][0]], sites[i].NumHeads!.Value, sites[i].Rank, queries[i]);
-                    AppendHeads(byName[tapped[i][1]], sites[i].KvNumHeads!.Value, sites[i].Rank, keys[i]);
+                    var sequenceFirst = sites[i].Rank == 3 || sites[i].QueryKeyValueSequenceFirst;
+                    headDims[i] = AppendHeads(byName[tapped[i][0]], sites[i].NumHeads!.Value, sequenceFirst, queries[i]);
+                    AppendHeads(byName[tapped[i][1]], sites[i].KvNumHeads!.Value, sequenceFirst, keys[i]);
                     if (withValues)
                     {
-                        valueHeadDims[i] = AppendHeads(byName[tapped[i][2]], sites[i].KvNumHeads!.Value, sites[i].Rank, values[i]);
+                        valueHeadDims[i] = AppendHeads(byName[tapped[i][2]], sites[i].KvNumHeads!.Value, sequenceFirst, values[i]);
                     }
                 }
             }
@@ -105,17 +106,18 @@ public static class ActivationCapture
             withValues ? values[i].Select(h => h.ToArray()).ToArray() : null, valueHeadDims[i])).ToList();
     }
 
-    /// <summary>Splits a [1, T, H·D] or [1, H, T, D] tensor into per-head row lists; returns D.</summary>
-    private static int AppendHeads(OrtValue value, int heads, int rank, List<float>[] perHead)
+    /// <summary>Splits a [1, T, H·D] or [1, T, H, D] (<paramref name="sequenceFirst"/>) or [1, H, T, D] tensor into per-head row lists; returns D.</summary>
+    private static int AppendHeads(OrtValue value, int heads, bool sequenceFirst, List<float>[] perHead)
     {
         var shape = value.GetTensorTypeAndShape().Shape;
         var data = TensorValues.ToDoubles(value);
-        var (length, dim) = rank == 3 ? ((int)shape[1], (int)(shape[2] / heads)) : ((int)shape[2], (int)shape[3]);
+        var length = (int)(sequenceFirst ? shape[1] : shape[2]);
+        var dim = (int)(shape.Length == 4 ? shape[3] : shape[2] / heads);
         for (var h = 0; h < heads; h++)
         {
             for (var t = 0; t < length; t++)
             {
-                var start = rank == 3 ? (long)t * heads * dim + h * dim : ((long)h * length + t) * dim;
+                var start = sequenceFirst ? (long)t * heads * dim + h * dim : ((long)h * length + t) * dim;
                 for (var d = 0; d < dim; d++)
                 {
                     perHead[h].Add((float)data[start + d]);

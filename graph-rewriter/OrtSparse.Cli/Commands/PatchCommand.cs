@@ -12,11 +12,14 @@ internal static class PatchCommand
 {
     private static string Usage() => $"""
         usage: ortsparse patch IN.onnx -o OUT.onnx [--method dense] [--dense-layers L] [--layer-method SPEC]
-                               [--PARAMETER value ...] [--calibration CALIB] [--leave-unsupported] [--add-cache] [--no-verify]
+                               [--PARAMETER value ...] [--calibration CALIB] [--max-length 4096] [--leave-unsupported]
+                               [--add-cache] [--no-verify]
 
           -o, --output         where to write the patched model (never the input itself); the runtime config
                                (docs/runtime-config.md) goes beside it: OUT.onnx -> OUT.ortsparse.json
           --calibration CALIB  output of 'ortsparse calibrate' (loki and saap need it; hash uses it if present)
+          --max-length N       the longest sequence to serve where the rotary embedding's cos/sin tables are derived
+                               from the graph (default 4096; the model's trained context or more)
           --leave-unsupported  keep attention sites that cannot be replaced instead of failing
           --add-cache          give a model exported without a KV cache one (past_key_values.N.key/value inputs,
                                present.N.key/value outputs, positions after the cached prefix; docs/rewriter.md)
@@ -26,7 +29,7 @@ internal static class PatchCommand
 
     public static int Run(string[] args, TextWriter stdout)
     {
-        var line = CommandLine.Parse(args, ["-o", "--output", "--calibration", .. MethodOptions.Names], ["--leave-unsupported", "--add-cache", "--no-verify", "--help", "-h"]);
+        var line = CommandLine.Parse(args, ["-o", "--output", "--calibration", "--max-length", .. MethodOptions.Names], ["--leave-unsupported", "--add-cache", "--no-verify", "--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
             stdout.WriteLine(Usage());
@@ -48,6 +51,7 @@ internal static class PatchCommand
             LayerMethods = layerMethods,
             LeaveUnsupported = line.Flag("--leave-unsupported"),
             AddCache = line.Flag("--add-cache"),
+            MaxLength = line.Int("--max-length", PatchOptions.DefaultMaxLength, 1, int.MaxValue),
             Calibration = line.Option("--calibration") is { } calibration ? OrtSparse.Calibration.CalibrationData.Load(calibration) : null,
         };
 

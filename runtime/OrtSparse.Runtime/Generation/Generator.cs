@@ -136,32 +136,9 @@ public sealed class Generator : IDisposable
         {
             throw new InvalidOperationException("Every sequence has stopped.");
         }
-        var active = _sequences.Where(s => s.Finish == FinishReason.None).ToList();
         var clock = Stopwatch.StartNew();
         _sinceFirstStep ??= Stopwatch.StartNew();
-        var fed = 0;
-        if (!_logitsReady)
-        {
-            var pending = active.Min(s => s.Tokens.Count - _cacheLength);
-            var toRun = pending;
-            if (_promptAppended)
-            {
-                // A new prompt and the tokens to generate after it size the cache once, not chunk by chunk or token by token.
-                EnsureCapacity((int)Math.Min(_model.MaxLength, (long)_cacheLength + pending + _settings.MaxNewTokens));
-                _promptAppended = false;
-            }
-            while (pending > 0)
-            {
-                var step = Math.Min(pending, PrefillChunk);
-                RunStep(step);
-                pending -= step;
-                fed += step;
-                if (toRun > 1)
-                {
-                    PrefillProgress?.Invoke(fed, toRun);
-                }
-            }
-        }
+        var fed = RunPending();
         var sampled = 0;
         for (var index = 0; index < _sequences.Count; index++)
         {
@@ -205,6 +182,93 @@ public sealed class Generator : IDisposable
 
     /// <summary>The token each sequence gained in the last <see cref="GenerateNextToken"/>, or −1 where it gained none.</summary>
     public int[] GetNextTokens() => _sequences.Select(s => s.NextToken).ToArray();
+
+    /// <summary>
+    /// The next-token logits of sequence <paramref name="index"/> (a copy, as float): the model first runs on the tokens
+    /// not yet in the cache. With <see cref="AppendNextTokens"/> this scores a given continuation (teacher forcing).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No prompt was appended, or the sequence still has prompt tokens to run after a batch's shorter prompts.</exception>
+    public float[] GetLogits(int index)
+    {
+        var sequence = Sequence(index);
+        if (!_logitsReady)
+        {
+            var clock = Stopwatch.StartNew();
+            var fed = RunPending();
+            (fed > 1 ? ref _stats.PrefillTime : ref _stats.DecodeTime) += clock.Elapsed;
+        }
+        if (sequence.Tokens.Count > _cacheLength)
+        {
+            throw new InvalidOperationException(
+                $"Sequence {index} still has {sequence.Tokens.Count - _cacheLength} prompt tokens to run (a batch runs its shorter prompts' continuations first).");
+        }
+        return sequence.Logits.ToArray();
+    }
+
+    /// <summary>
+    /// Appends one given token to every sequence, as a continuation of its prompt (not sampled, not counted as generated):
+    /// the next <see cref="GetLogits"/> or <see cref="GenerateNextToken"/> runs them as one decode step.
+    /// </summary>
+    /// <param name="tokens">One token id per sequence.</param>
+    /// <exception cref="InvalidOperationException">A sequence has stopped.</exception>
+    public void AppendNextTokens(ReadOnlySpan<int> tokens)
+    {
+        ThrowIfDisposed();
+        if (tokens.Length != _sequences.Count)
+        {
+            throw new ArgumentException($"AppendNextTokens takes one token per sequence: {tokens.Length} given for {_sequences.Count}.", nameof(tokens));
+        }
+        for (var index = 0; index < _sequences.Count; index++)
+        {
+            var sequence = _sequences[index];
+            if (sequence.Finish != FinishReason.None)
+            {
+                throw new InvalidOperationException($"Sequence {index} has stopped ({sequence.Finish}); it takes no more tokens.");
+            }
+            CheckPrompt(tokens.Slice(index, 1), index, sequence.Tokens.Count);
+        }
+        for (var index = 0; index < _sequences.Count; index++)
+        {
+            _sequences[index].Tokens.Add(tokens[index]);
+        }
+        _stats.PromptTokens += tokens.Length;
+        _logitsReady = false;
+    }
+
+    /// <summary>Runs the model on the tokens not yet in the cache (the prompt in chunks); returns how many it ran.</summary>
+    private int RunPending()
+    {
+        if (_sequences.Count == 0)
+        {
+            throw new InvalidOperationException("Append a prompt before running the model.");
+        }
+        var active = _sequences.Where(s => s.Finish == FinishReason.None).ToList();
+        var fed = 0;
+        if (_logitsReady || active.Count == 0)
+        {
+            return fed;
+        }
+        var pending = active.Min(s => s.Tokens.Count - _cacheLength);
+        var toRun = pending;
+        if (_promptAppended)
+        {
+            // A new prompt and the tokens to generate after it size the cache once, not chunk by chunk or token by token.
+            EnsureCapacity((int)Math.Min(_model.MaxLength, (long)_cacheLength + pending + _settings.MaxNewTokens));
+            _promptAppended = false;
+        }
+        while (pending > 0)
+        {
+            var step = Math.Min(pending, PrefillChunk);
+            RunStep(step);
+            pending -= step;
+            fed += step;
+            if (toRun > 1)
+            {
+                PrefillProgress?.Invoke(fed, toRun);
+            }
+        }
+        return fed;
+    }
 
     /// <summary>Why sequence <paramref name="index"/> stopped, or <see cref="FinishReason.None"/>.</summary>
     public FinishReason GetFinishReason(int index) => Sequence(index).Finish;
