@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Text.Json;
+using OrtSparse.Calibration;
 using OrtSparse.GraphRewriter;
 using OrtSparse.Onnx;
 using OrtSparse.Runtime.Generation;
@@ -11,17 +13,28 @@ namespace OrtSparse.Cli.Commands;
 /// </summary>
 internal static class DemoCommand
 {
-    private const string DefaultPrompt = "def fibonacci(n):\n";
+    /// <summary>The shipped model's best method at its trained context (docs/fidelity.md).</summary>
+    private const string DefaultMethod = "quest";
+
+    /// <summary>
+    /// The default prompt: this repository's training script up to the line that opens its main function, which the model
+    /// writes. It ends before the newline: byte-level BPE merges a newline with the indentation after it, so a prompt that
+    /// ends in a bare newline ends in a token the model rarely saw there.
+    /// </summary>
+    private const string DefaultPromptFile = "models/train_code_model.py", DefaultPromptEnd = "def main():";
 
     private static readonly string Usage = $"""
-        usage: ortsparse demo [MODEL.onnx] [--prompt TEXT | --prompt-file FILE] [--method quest] [--PARAMETER value ...]
+        usage: ortsparse demo [MODEL.onnx] [--prompt TEXT | --prompt-file FILE] [--method {DefaultMethod}] [--PARAMETER value ...]
                               [--max-new 64] [--device cpu|cuda] [--threads N] [--work DIR]
 
         Patches MODEL (an input_ids -> logits export with tokenizer.json beside it; default: the
-        repository's models/tiny-llama, random weights, so its text is noise) twice with a KV cache added:
-        dense, and --method (default quest) with the given parameters. Then it generates greedily
-        from the prompt with both and prints the two texts, then time to first token, decode
-        tokens/s, the share of the KV cache a decode step reads, and how many tokens agree.
+        repository's models/code-model, a small Llama trained on Python code) twice with a KV cache
+        added: dense, and --method (default {DefaultMethod}, the best for the shipped model) with the given
+        parameters; calibration.onnx beside MODEL is used when present, and the model serves the
+        tokenizer's model_max_length (tokenizer_config.json) when it is given. Then it generates
+        greedily from the prompt with both and prints the two texts, then time to first token,
+        decode tokens/s, the share of the KV cache a decode step reads, and how many tokens agree.
+        The default prompt is {DefaultPromptFile} (about 3,000 tokens) up to its main function.
         The patched models go to --work (default out/demo), reused when they are there.
         """;
 
@@ -39,9 +52,9 @@ internal static class DemoCommand
         {
             throw new UsageException("demo takes at most one MODEL.onnx");
         }
-        var source = line.Positional.Count == 1 ? line.Positional[0] : DefaultModel();
-        var prompt = line.Option("--prompt") ?? (line.Option("--prompt-file") is { } file ? File.ReadAllText(file) : DefaultPrompt);
-        var method = new MethodConfig { Method = line.Option("--method") ?? "quest", Parameters = MethodOptions.SharedParameters(line) };
+        var source = line.Positional.Count == 1 ? line.Positional[0] : RepositoryFile("models/code-model/model.onnx");
+        var prompt = line.Option("--prompt") ?? (line.Option("--prompt-file") is { } file ? File.ReadAllText(file) : DefaultPrompt());
+        var method = new MethodConfig { Method = line.Option("--method") ?? DefaultMethod, Parameters = MethodOptions.SharedParameters(line) };
         _ = MethodCatalog.Get(method.Method); // an unknown method fails here, before any patching
         if (method.Method == "dense")
         {
@@ -83,17 +96,38 @@ internal static class DemoCommand
         return first < 0 && dense.Count == sparse.Count ? agreement + " (identical)" : agreement + $" (first difference at token {(first < 0 ? length : first)})";
     }
 
-    private static string DefaultModel()
+    /// <summary>A file of this repository, found above the program's folder.</summary>
+    private static string RepositoryFile(string relative)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
-            var candidate = Path.Combine(dir.FullName, "models", "tiny-llama", "model.onnx");
+            var candidate = Path.Combine(dir.FullName, relative);
             if (File.Exists(candidate))
             {
                 return candidate;
             }
         }
-        throw new UsageException("demo: no MODEL.onnx given and models/tiny-llama/model.onnx not found above the program's folder");
+        throw new UsageException($"demo: {relative} not found above the program's folder; give MODEL.onnx and --prompt");
+    }
+
+    private static string DefaultPrompt()
+    {
+        var text = File.ReadAllText(RepositoryFile(DefaultPromptFile));
+        var end = text.IndexOf(DefaultPromptEnd, StringComparison.Ordinal);
+        return end < 0 ? text : text[..(end + DefaultPromptEnd.Length)];
+    }
+
+    /// <summary>The tokenizer's model_max_length beside <paramref name="source"/> (the context the model was trained for), or null.</summary>
+    private static long? TrainedContext(string source)
+    {
+        var path = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(source))!, "tokenizer_config.json");
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+        using var document = JsonDocument.Parse(File.ReadAllText(path));
+        return document.RootElement.TryGetProperty("model_max_length", out var value) && value.TryGetInt64(out var length) && length is > 0 and <= 1 << 20
+            ? length : null;
     }
 
     private static string Label(MethodConfig method) =>
@@ -109,7 +143,14 @@ internal static class DemoCommand
         }
         log.WriteLine($"demo: patching {source} with {Label(method)} -> {folder}");
         var model = ModelFiles.Load(source);
-        var result = ModelPatcher.Patch(model.Proto, new PatchOptions { Method = method, AddCache = true });
+        var calibration = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(source))!, "calibration.onnx");
+        var result = ModelPatcher.Patch(model.Proto, new PatchOptions
+        {
+            Method = method,
+            AddCache = true,
+            MaxLength = Math.Max(PatchOptions.DefaultMaxLength, TrainedContext(source) ?? 0),
+            Calibration = File.Exists(calibration) ? CalibrationData.Load(calibration) : null,
+        });
         ModelFiles.SavePatched(model, result, output, verify: null);
         return folder;
     }
