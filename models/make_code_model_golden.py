@@ -179,7 +179,8 @@ class Reference:
         heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         group = heads // kv_heads
         n = len(ids)
-        cos, sin = rotary_tables(n, head_dim, cfg.rope_theta)
+        theta = cfg.rope_parameters["rope_theta"] if hasattr(cfg, "rope_parameters") else cfg.rope_theta
+        cos, sin = rotary_tables(n, head_dim, theta)
         x = w["model.embed_tokens.weight"][torch.tensor(ids)]
         scale = 1.0 / math.sqrt(head_dim)
         for layer in range(cfg.num_hidden_layers):
@@ -246,7 +247,7 @@ def main():
     dense = reference.logits(ids, "dense", args.decode)
     difference = (dense - expected).abs().max().item()
     print(f"reference forward vs transformers: max abs difference {difference:.2e}", flush=True)
-    if difference > 1e-6:
+    if difference > 1e-4:  # transformers' eager attention takes its softmax in float32 even for a float64 model
         raise SystemExit("the reference forward disagrees with transformers")
 
     for name, patch in SETS.items():
