@@ -31,6 +31,7 @@ public static class CliApp
                                              save the queries, keys and values of a real sequence
           check MODEL DATASET_DIR... [--atol A] [--rtol R] [--device cpu|cuda] [--threads N]
                                              run MODEL on ONNX test data sets and compare outputs
+                                             (a model with a KV cache: logits of the last K tokens, each fed as a decode step)
           bench attention [--device cpu|cuda] [--context T] [--batch B] [--heads H] [--kv-heads K] [--head-dim D]
                           [--cache CACHE --layer N] [--methods M,...] [--budget F] [--dtype fp32|fp16|bf16]
                           [--steps N] [--warmup N] [--threads N] [--json] [--csv FILE] [--compare-onnxruntime]

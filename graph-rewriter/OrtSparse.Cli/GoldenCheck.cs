@@ -1,6 +1,8 @@
 using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
+using OrtSparse.Runtime;
+using OrtSparse.Runtime.Generation;
 
 namespace OrtSparse.Cli;
 
@@ -45,41 +47,70 @@ public static partial class GoldenCheck
         return sets;
     }
 
-    /// <summary>Runs <paramref name="session"/> on each data set and compares every expected output.</summary>
-    /// <param name="session">A session on the model under test.</param>
+    /// <summary>
+    /// Runs the model at <paramref name="modelPath"/> on each data set and compares every expected output. A model with a
+    /// KV cache (patched with <c>--add-cache</c>) takes a data set of <c>input_ids</c> alone in decode mode
+    /// (<see cref="DecodeCheck"/>); every other data set feeds the model's inputs as they are.
+    /// </summary>
+    /// <param name="modelPath">The .onnx model.</param>
+    /// <param name="options">Device and threads (a plain session uses the same).</param>
     /// <param name="dataSets">Data set folders.</param>
     /// <param name="atol">Absolute tolerance.</param>
     /// <param name="rtol">Relative tolerance.</param>
-    public static IReadOnlyList<OutputComparison> Run(InferenceSession session, IEnumerable<string> dataSets, double atol, double rtol)
+    public static IReadOnlyList<OutputComparison> Run(string modelPath, ModelOptions options, IEnumerable<string> dataSets, double atol, double rtol)
     {
-        ArgumentNullException.ThrowIfNull(session);
-        var results = new List<OutputComparison>();
-        foreach (var dataSet in dataSets)
+        ArgumentException.ThrowIfNullOrEmpty(modelPath);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(dataSets);
+        if (!File.Exists(modelPath))
         {
-            var inputs = ReadNumbered(dataSet, "input");
-            var expected = ReadNumbered(dataSet, "output");
-            if (expected.Count == 0)
+            throw new FileNotFoundException($"Model not found: {modelPath}", modelPath);
+        }
+        var hasCache = DecodeCheck.HasKvCache(modelPath);
+        InferenceSession? session = null;
+        Model? model = null;
+        try
+        {
+            var results = new List<OutputComparison>();
+            foreach (var folder in dataSets)
             {
-                throw new InvalidDataException($"{dataSet} has no output_*.pb files to compare with");
-            }
-            var inputNames = MatchNames(inputs, session.InputNames, dataSet, "input");
-            var outputNames = MatchNames(expected, session.OutputNames, dataSet, "output");
-            var inputValues = inputs.Select(TensorValues.ToOrtValue).ToList();
-            try
-            {
-                using var runOptions = new RunOptions();
-                using var outputs = session.Run(runOptions, inputNames, inputValues, outputNames);
-                for (var i = 0; i < expected.Count; i++)
+                var dataSet = GoldenDataSet.Read(folder);
+                if (DecodeCheck.Fits(dataSet, hasCache))
                 {
-                    results.Add(Compare(dataSet, outputNames[i], outputs[i], expected[i], atol, rtol));
+                    model ??= Model.Load(modelPath, options);
+                    results.Add(DecodeCheck.Run(model, dataSet, atol, rtol));
+                }
+                else
+                {
+                    session ??= SessionFactory.Open(modelPath, options.ToSessionConfig());
+                    results.AddRange(RunAsGiven(session, dataSet, atol, rtol));
                 }
             }
-            finally
-            {
-                inputValues.ForEach(v => v.Dispose());
-            }
+            return results;
         }
-        return results;
+        finally
+        {
+            session?.Dispose();
+            model?.Dispose();
+        }
+    }
+
+    /// <summary>Feeds the data set's inputs to <paramref name="session"/> and compares every expected output.</summary>
+    private static IEnumerable<OutputComparison> RunAsGiven(InferenceSession session, GoldenDataSet dataSet, double atol, double rtol)
+    {
+        var inputNames = MatchNames(dataSet.Inputs, session.InputNames, dataSet.Folder, "input");
+        var outputNames = MatchNames(dataSet.Expected, session.OutputNames, dataSet.Folder, "output");
+        var inputValues = dataSet.Inputs.Select(TensorValues.ToOrtValue).ToList();
+        try
+        {
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, inputNames, inputValues, outputNames);
+            return dataSet.Expected.Select((expected, i) => Compare(dataSet.Folder, outputNames[i], outputs[i], expected, atol, rtol)).ToList();
+        }
+        finally
+        {
+            inputValues.ForEach(v => v.Dispose());
+        }
     }
 
     /// <summary>Compares one actual output with its expected tensor.</summary>
@@ -121,7 +152,8 @@ public static partial class GoldenCheck
         return new OutputComparison(dataSet, name, maxAbs, maxRel, passed, problem);
     }
 
-    private static List<TensorProto> ReadNumbered(string folder, string kind)
+    /// <summary>The tensors of <paramref name="folder"/>'s <paramref name="kind"/>_N.pb files, in the order of N.</summary>
+    internal static List<TensorProto> ReadNumbered(string folder, string kind)
     {
         var files = Directory.EnumerateFiles(folder, $"{kind}_*.pb")
             .Select(f => (Path: f, Match: NumberedFile().Match(Path.GetFileName(f))))
@@ -143,7 +175,7 @@ public static partial class GoldenCheck
     }
 
     /// <summary>Names the tensors after the model's inputs/outputs: by their own name when they carry one the model knows, else by position.</summary>
-    private static string[] MatchNames(List<TensorProto> tensors, IReadOnlyList<string> modelNames, string dataSet, string kind)
+    private static string[] MatchNames(IReadOnlyList<TensorProto> tensors, IReadOnlyList<string> modelNames, string dataSet, string kind)
     {
         if (tensors.Count > modelNames.Count)
         {
@@ -154,4 +186,18 @@ public static partial class GoldenCheck
 
     [GeneratedRegex(@"^(?:input|output)_(\d+)\.pb$")]
     private static partial Regex NumberedFile();
+}
+
+/// <summary>One data set: its folder, its inputs and its expected outputs, in file order.</summary>
+internal sealed record GoldenDataSet(string Folder, IReadOnlyList<TensorProto> Inputs, IReadOnlyList<TensorProto> Expected)
+{
+    public static GoldenDataSet Read(string folder)
+    {
+        var expected = GoldenCheck.ReadNumbered(folder, "output");
+        if (expected.Count == 0)
+        {
+            throw new InvalidDataException($"{folder} has no output_*.pb files to compare with");
+        }
+        return new GoldenDataSet(folder, GoldenCheck.ReadNumbered(folder, "input"), expected);
+    }
 }

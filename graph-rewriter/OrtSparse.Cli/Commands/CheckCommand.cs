@@ -1,5 +1,5 @@
 using System.Globalization;
-using OrtSparse.Runtime;
+using OrtSparse.Runtime.Generation;
 
 namespace OrtSparse.Cli.Commands;
 
@@ -16,6 +16,13 @@ internal static class CheckCommand
         test_data_set_* folders is expanded) and prints the maximum absolute and relative error of
         every output. An element passes when |actual - expected| <= atol + rtol * |expected|.
         Exits 1 when any output mismatches.
+
+        Decode mode: when MODEL has a KV cache (patched with --add-cache, its runtime config beside
+        it) and a data set holds only input_ids (int64 [B, N]) with one expected output, the logits
+        of the last K positions ([B, K, V], 1 <= K < N), the model runs through the runtime's
+        generator: the first N - K tokens as a prompt, then each of the last K tokens as one decode
+        step; row i is compared with the logits after token N - K + i. This checks a sparse method's
+        decode path (its prefill is exact).
         """;
 
     public static int Run(string[] args, TextWriter stdout)
@@ -36,12 +43,10 @@ internal static class CheckCommand
         {
             throw new UsageException($"tolerances must not be negative (atol {atol}, rtol {rtol})");
         }
-        var config = new SessionConfig { Device = DeviceOption.Parse(line.Option("--device")), IntraOpThreads = line.Int("--threads", 0, 0, 1024) };
-        var modelPath = line.Positional[0];
+        var options = new ModelOptions { Device = DeviceOption.Parse(line.Option("--device")), IntraOpThreads = line.Int("--threads", 0, 0, 1024) };
         var dataSets = GoldenCheck.FindDataSets(line.Positional.Skip(1));
 
-        using var session = SessionFactory.Open(modelPath, config);
-        var results = GoldenCheck.Run(session, dataSets, atol, rtol);
+        var results = GoldenCheck.Run(line.Positional[0], options, dataSets, atol, rtol);
         var rows = results.Select(r => new[]
         {
             r.DataSet, r.Output, Format(r.MaxAbsError), Format(r.MaxRelError), r.Passed ? "ok" : "MISMATCH" + (r.Problem is null ? "" : $": {r.Problem}"),

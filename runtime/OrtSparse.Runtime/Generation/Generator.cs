@@ -128,10 +128,7 @@ public sealed class Generator : IDisposable
     public void GenerateNextToken()
     {
         ThrowIfDisposed();
-        if (_sequences.Count == 0)
-        {
-            throw new InvalidOperationException("Append a prompt before generating.");
-        }
+        ThrowIfNoPrompt();
         if (IsDone)
         {
             throw new InvalidOperationException("Every sequence has stopped.");
@@ -190,6 +187,8 @@ public sealed class Generator : IDisposable
     /// <exception cref="InvalidOperationException">No prompt was appended, or the sequence still has prompt tokens to run after a batch's shorter prompts.</exception>
     public float[] GetLogits(int index)
     {
+        ThrowIfDisposed();
+        ThrowIfNoPrompt();
         var sequence = Sequence(index);
         if (!_logitsReady)
         {
@@ -210,10 +209,11 @@ public sealed class Generator : IDisposable
     /// the next <see cref="GetLogits"/> or <see cref="GenerateNextToken"/> runs them as one decode step.
     /// </summary>
     /// <param name="tokens">One token id per sequence.</param>
-    /// <exception cref="InvalidOperationException">A sequence has stopped.</exception>
+    /// <exception cref="InvalidOperationException">No prompt was appended, or a sequence has stopped.</exception>
     public void AppendNextTokens(ReadOnlySpan<int> tokens)
     {
         ThrowIfDisposed();
+        ThrowIfNoPrompt();
         if (tokens.Length != _sequences.Count)
         {
             throw new ArgumentException($"AppendNextTokens takes one token per sequence: {tokens.Length} given for {_sequences.Count}.", nameof(tokens));
@@ -238,10 +238,6 @@ public sealed class Generator : IDisposable
     /// <summary>Runs the model on the tokens not yet in the cache (the prompt in chunks); returns how many it ran.</summary>
     private int RunPending()
     {
-        if (_sequences.Count == 0)
-        {
-            throw new InvalidOperationException("Append a prompt before running the model.");
-        }
         var active = _sequences.Where(s => s.Finish == FinishReason.None).ToList();
         var fed = 0;
         if (_logitsReady || active.Count == 0)
@@ -554,6 +550,14 @@ public sealed class Generator : IDisposable
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private void ThrowIfNoPrompt()
+    {
+        if (_sequences.Count == 0)
+        {
+            throw new InvalidOperationException("Append a prompt (AppendTokens or AppendTokenSequences) before running the model.");
+        }
+    }
 
     /// <summary>Frees the cache buffers.</summary>
     public void Dispose()

@@ -67,7 +67,8 @@ public sealed record ModelOptions
         }
     }
 
-    internal SessionConfig ToSessionConfig() => new()
+    /// <summary>The session settings of these options (device, threads, libraries), for a plain session on the same model.</summary>
+    public SessionConfig ToSessionConfig() => new()
     {
         Device = Device,
         IntraOpThreads = IntraOpThreads,
