@@ -38,6 +38,8 @@ public static class CliApp
                                              time a decode step of every method against dense
           bench generate [--device cpu|cuda] [--contexts 1024,4096,...] [--methods quest,...] [--no-genai] [--csv FILE]
                                              end-to-end generation: ONNX Runtime GenAI, ONNX Runtime's GQA, dense, each method
+          bench fidelity MODEL_DIR --text PATH... [--context T] [--methods M,...] [--budgets 1/16,...] [--out DIR]
+                                             perplexity, top-1 agreement, needle-in-code and recall of each method and budget
           generate MODEL_DIR --prompt TEXT [--device cpu|cuda] [--max-new N] [--temperature T] [--top-k K] [--top-p P] ...
                                              stream generated text, then time to first token, tokens/s, KV cache read
           chat MODEL_DIR [--system TEXT] [generate's options]

@@ -66,6 +66,10 @@ internal static class BenchCommand
         {
             return BenchGenerateCommand.Run(args[1..], stdout, stderr);
         }
+        if (args.Length > 0 && args[0] == "fidelity")
+        {
+            return BenchFidelityCommand.Run(args[1..], stdout, stderr);
+        }
         if (args.Length == 0 || args[0] != "attention")
         {
             if (args.Length > 0 && args[0] is "--help" or "-h")
@@ -73,7 +77,7 @@ internal static class BenchCommand
                 stdout.WriteLine(Usage);
                 return CliApp.Ok;
             }
-            throw new UsageException("bench needs a subject: attention or generate");
+            throw new UsageException("bench needs a subject: attention, generate or fidelity");
         }
         var line = CommandLine.Parse(args[1..],
             ["--context", "--batch", "--heads", "--kv-heads", "--head-dim", "--dtype", "--steps", "--warmup", "--threads", "--device", "--methods", "--budget", "--needles", "--seed",
