@@ -143,14 +143,7 @@ public static class AttentionBenchmark
     {
         var spec = MethodCatalog.Get(method);
         var calibration = CalibrationFor(method, s, cache);
-        var stateWidth = method switch
-        {
-            "quest" => 2L * s.HeadDim,
-            "loki" => s.HeadDim / 4,
-            "saap" => 1,
-            "hash" => calibration[0].Shape[1],
-            _ => 0,
-        };
+        var stateWidth = MethodStateLayout.Width(method, s.HeadDim, lokiRank: s.HeadDim / 4, hashRounds: method == "hash" ? calibration[0].Shape[1] : 0);
         // Timed steps run a node without the selected_keys diagnostic, which costs a pass over the cache.
         using var session = device.OpenSession(DecodeStepModel.SparseAttention(s, method, calibration, stateWidth, reportSelection: false));
         using var reportingSession = device.OpenSession(DecodeStepModel.SparseAttention(s, method, calibration, stateWidth, reportSelection: true));
@@ -165,7 +158,7 @@ public static class AttentionBenchmark
             {
                 // The first call rebuilds the state from the cache (empty past state); later calls update it in place.
                 var stateType = spec.State == MethodState.Index ? TensorElementType.Int32 : TensorType(s.ElementType);
-                var rows = method == "quest" ? (s.Context + 15) / 16 : s.Context;
+                var rows = MethodStateLayout.Rows(method, s.Context, pageSize: 16);
                 state = device.Allocate(stateType, [s.Batch, s.KvHeads, rows, stateWidth]);
                 emptyState = device.Allocate(stateType, [s.Batch, s.KvHeads, 0, stateWidth]);
                 binding.BindInput("past_state", emptyState);

@@ -32,6 +32,9 @@ internal sealed class BenchDevice
     /// <param name="threads">Intra-op threads (0: ONNX Runtime's choice).</param>
     public static BenchDevice Open(ExecutionDevice device, int threads) => new(new SessionConfig { Device = device, IntraOpThreads = threads });
 
+    /// <summary>Opens the device of <paramref name="config"/>, with the rest of its settings (threads, op library, GPU), as <see cref="Open(ExecutionDevice, int)"/> does.</summary>
+    public static BenchDevice Open(SessionConfig config) => new(config ?? throw new ArgumentNullException(nameof(config)));
+
     /// <summary>A session on <paramref name="model"/> with the op library registered; on CUDA every node must run on the GPU.</summary>
     public InferenceSession OpenSession(ModelProto model)
     {

@@ -100,5 +100,6 @@ public static class DecodeStepModel
         OnnxBuilder.TensorValueInfo("total_sequence_length", DataType.Int32, []),
     ];
 
-    private static IEnumerable<string> WithoutTrailingBlanks(IEnumerable<string> names) => names.Reverse().SkipWhile(n => n.Length == 0).Reverse();
+    /// <summary>Node input or output names without the empty slots at the end (ONNX omits trailing optional slots).</summary>
+    internal static IEnumerable<string> WithoutTrailingBlanks(IEnumerable<string> names) => names.Reverse().SkipWhile(n => n.Length == 0).Reverse();
 }
