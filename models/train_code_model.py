@@ -112,9 +112,48 @@ def prepare(work):
         print(f"{split}: {len(texts)} files, {total / 1e6:.1f} M characters, {len(ids) / 1e6:.1f} M tokens", flush=True)
 
 
-def batches(data, batch, context, generator):
+# Assignments planted in training sequences and repeated later, so the model learns to recall a value from far back
+# (the skill `ortsparse bench fidelity`'s needle test measures; its name SECRET_TOKEN is never planted).
+RECALL_WORDS = ["API", "KEY", "BUILD", "CACHE", "USER", "SESSION", "HASH", "SEED", "VERSION", "CONFIG", "REMOTE", "LOCAL",
+                "DEFAULT", "PRIVATE", "PUBLIC", "ACCESS", "CLIENT", "SERVER", "DATA", "MODEL", "PATH", "ID", "SECRET", "TOKEN"]
+RECALL_SHARE = 0.5
+
+
+class RecallLines:
+    """A pool of tokenized lines `NAME = "8 hex digits"` and which vocabulary entries end a line."""
+
+    def __init__(self, tokenizer, seed=0, count=50_000):
+        rng = np.random.default_rng(seed)
+        lines = []
+        while len(lines) < count:
+            name = "_".join(RECALL_WORDS[i] for i in rng.integers(0, len(RECALL_WORDS), rng.integers(1, 3)))
+            if name != "SECRET_TOKEN":
+                lines.append(f'{name} = "{rng.integers(0, 16 ** 8):08x}"\n')
+        self.lines = [np.array(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(lines)]
+        self.ends_line = np.array([tokenizer.decode([i]).endswith("\n") for i in range(tokenizer.get_vocab_size())])
+
+    def plant(self, sequence, rng):
+        """1-3 lines inserted after line ends of `sequence` and each repeated after a later line end; same length."""
+        for _ in range(rng.integers(1, 4)):
+            ends = np.flatnonzero(self.ends_line[sequence[:-32]])
+            if len(ends) < 2:
+                break
+            first, second = np.sort(rng.choice(ends, 2, replace=False))
+            line = self.lines[rng.integers(0, len(self.lines))]
+            sequence = np.concatenate([sequence[:first + 1], line, sequence[first + 1:second + 1], line, sequence[second + 1:]])
+        return sequence
+
+
+def batches(data, batch, context, generator, recall=None):
     starts = torch.randint(0, len(data) - context - 1, (batch,), generator=generator)
-    x = torch.stack([torch.from_numpy(data[s:s + context + 1].astype(np.int64)) for s in starts.tolist()])
+    rng = np.random.default_rng(int(torch.randint(0, 2 ** 31, (1,), generator=generator)))
+    rows = []
+    for s in starts.tolist():
+        row = data[s:s + context + 1].astype(np.int64)
+        if recall is not None and rng.random() < RECALL_SHARE:
+            row = recall.plant(row, rng)[:context + 1]
+        rows.append(torch.from_numpy(row))
+    x = torch.stack(rows)
     return x[:, :-1], x[:, 1:]
 
 
@@ -149,6 +188,7 @@ def train(work, args):
         step = state["step"]
         generator.manual_seed(1 + step)
         print(f"resumed at step {step} (fresh optimizer)", flush=True)
+    recall = RecallLines(Tokenizer.from_file(os.path.join(work, "tokenizer.json")))
     parameters = sum(p.numel() for p in model.parameters())
     print(f"model: {parameters / 1e6:.2f} M parameters; train {len(data) / 1e6:.0f} M tokens", flush=True)
     started = time.time()
@@ -160,7 +200,7 @@ def train(work, args):
         lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = batches(data, batch, context, generator)
+        x, y = batches(data, batch, context, generator, recall)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             logits = model(input_ids=x.to(device)).logits
         loss = torch.nn.functional.cross_entropy(logits.float().view(-1, VOCAB), y.to(device).view(-1))
@@ -227,8 +267,12 @@ def export(work, out):
     state = torch.load(os.path.join(work, "checkpoint.pt"), map_location="cpu")
     model = transformers.LlamaForCausalLM(config("eager"))
     model.load_state_dict(state["model"])
-    # The shipped weights are the float16 ones; the float32 graph computes with exactly them.
-    model = model.half().float().eval()
+    # The shipped weights are the float16 ones; the float32 graph computes with exactly them. Parameters only: the
+    # rotary embedding's inverse frequencies (a buffer) stay float32.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+    model = model.eval()
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "model.onnx")
     # Batch 2: torch.export specialises a dimension whose example size is 1, and the batch must stay dynamic.
@@ -271,7 +315,8 @@ def heldout(work, out, max_chars=3_000_000):
         ids = validation[start:start + CONTEXT]
         with open(os.path.join(out, "validation", f"{i}.txt"), "w") as f:
             f.write(" ".join(str(int(t)) for t in ids) + "\n")
-    print(f"held out: {len(os.listdir(os.path.join(out, "test")))} test files ({total / 1e6:.1f} M characters), 8 validation token files", flush=True)
+    written = len(os.listdir(os.path.join(out, "test")))
+    print(f"held out: {written} test files ({total / 1e6:.1f} M characters), 8 validation token files", flush=True)
 
 
 def main():

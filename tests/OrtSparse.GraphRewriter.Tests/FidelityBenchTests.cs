@@ -290,7 +290,7 @@ public sealed class FidelityBenchTests : IDisposable
         Assert.Contains("streaming ignores the budget", stdout);
 
         var csv = File.ReadAllLines(Path.Combine(output, "fidelity.csv"));
-        Assert.Equal("method,budget,parameters,perplexity,top1_agreement,needle_128,needle_256,needle_128_d50,needle_256_d50,recall_mean", csv[0]);
+        Assert.Equal("method,budget,parameters,perplexity,top1_agreement,needle_128,needle_256,needle_128_d50,needle_256_d50,recall_mean,recall_layer0,recall_layer1,recall_layer2,recall_layer3", csv[0]);
         Assert.Equal(["dense", "topk", "topk", "streaming", "streaming"], csv.Skip(1).Select(l => l.Split(',')[0]));
         Assert.All(csv.Skip(1), l => Assert.True(double.Parse(l.Split(',')[3], CultureInfo.InvariantCulture) > 1));
 
@@ -302,12 +302,11 @@ public sealed class FidelityBenchTests : IDisposable
         Assert.Contains("| streaming | 1/8 |", markdown);
 
         byte[] signature = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
-        foreach (var plot in new[] { "fidelity-perplexity.png", "fidelity-needle.png", "fidelity-top1.png" })
+        foreach (var plot in new[] { "fidelity-perplexity.png", "fidelity-needle.png", "fidelity-top1.png", "fidelity-recall.png" })
         {
             Assert.Equal(signature, File.ReadAllBytes(Path.Combine(output, plot))[..8]);
             Assert.Contains($"]({plot})", markdown);
         }
-        Assert.False(File.Exists(Path.Combine(output, "fidelity-recall.png")), "no recall measured, no recall plot");
         Assert.Empty(Directory.GetFiles(output, "*.tmp", SearchOption.AllDirectories));
     }
 

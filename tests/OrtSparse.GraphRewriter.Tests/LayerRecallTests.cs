@@ -300,18 +300,14 @@ public sealed class LayerRecallTests : IClassFixture<LayerRecallTests.CodeModelC
     private readonly Dictionary<(int Layer, int KvHead, int Position), double[]> _rotatedKeys = [];
 
     /// <summary>Llama's rotary embedding (rotate-half, θ = 10000) of a captured pre-rotary row at <paramref name="position"/>.</summary>
-    /// <remarks>
-    /// The model's inverse frequencies went through float16 at export (models/train_code_model.py:
-    /// <c>model.half().float()</c>, buffers included), which moves an angle at position 1000 by up to
-    /// ~0.1 rad from Llama's exact one, and its angles are float32 products: the reference rounds the same way.
-    /// </remarks>
+    /// <remarks>The exported graph computes float32 inverse frequencies and float32 angles: the reference rounds the same way.</remarks>
     private static double[] Rotate(ReadOnlySpan<float> x, int position)
     {
         var half = x.Length / 2;
         var rotated = new double[x.Length];
         for (var i = 0; i < half; i++)
         {
-            var inverseFrequency = (float)(Half)(float)Math.Pow(10000, -2.0 * i / x.Length);
+            var inverseFrequency = (float)Math.Pow(10000, -2.0 * i / x.Length);
             double angle = (float)position * inverseFrequency;
             rotated[i] = x[i] * Math.Cos(angle) - x[i + half] * Math.Sin(angle);
             rotated[i + half] = x[i + half] * Math.Cos(angle) + x[i] * Math.Sin(angle);

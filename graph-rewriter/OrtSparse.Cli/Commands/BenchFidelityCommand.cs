@@ -33,8 +33,9 @@ internal static class BenchFidelityCommand
                                the depth, the prompt ending with a newline and SECRET_TOKEN = "; the
                                prompt is exactly the length. Found when the teacher-forced argmax is every
                                token of the secret. A length's prompts run --batch at a time.
-          recall               attention recall per layer on --recall-queries captured queries (when the
-                               build measures it)
+          recall               per layer, the exact softmax mass of the keys the method's decode steps select
+                               for the last --recall-queries positions of the first window (its queries,
+                               keys and values captured from the unpatched model; 0 leaves recall out)
           --methods            decode methods: topk, streaming, quest, loki, saap, hash (dense always runs
                                first); loki and saap need --calibration (default MODEL_DIR/calibration.onnx
                                when present)
@@ -96,7 +97,7 @@ internal static class BenchFidelityCommand
             Methods = [.. Split(line.Option("--methods") ?? "topk,streaming,quest,loki,saap,hash").Where(m => m != "dense")],
             Budgets = [.. Split(line.Option("--budgets") ?? "1/4,1/8,1/16,1/32,1/64").Select(ParseBudget)],
             Parameters = MethodOptions.SharedParameters(line),
-            RecallQueries = line.Int("--recall-queries", 32, min: 1),
+            RecallQueries = line.Int("--recall-queries", 32, min: 0),
             PrefillChunkTokens = line.Int("--prefill-chunk", 2048, min: 1),
             Seed = line.Int("--seed", 0),
         };

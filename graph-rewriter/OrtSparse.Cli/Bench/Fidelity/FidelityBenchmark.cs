@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using OrtSparse.Calibration;
+using OrtSparse.Cli.Calibrate;
 using OrtSparse.GraphRewriter;
 using OrtSparse.Runtime;
 using OrtSparse.Runtime.Generation;
@@ -177,7 +178,11 @@ public static class FidelityBenchmark
     /// <summary>Runs the benchmark; progress goes to <paramref name="log"/>.</summary>
     /// <param name="settings">What to measure.</param>
     /// <param name="log">Progress (stderr).</param>
-    /// <param name="layerRecall">Per-layer attention recall (0..1) of a method config on captured queries; null leaves recall out.</param>
+    /// <param name="layerRecall">
+    /// Per-layer attention recall (0..1) of a method config; null measures it with <see cref="LayerRecall"/> on the first
+    /// perplexity window's captured queries (its last <see cref="FidelitySettings.RecallQueries"/> positions), or leaves it out
+    /// when RecallQueries is 0.
+    /// </param>
     public static FidelityResult Run(FidelitySettings settings, TextWriter log, Func<MethodConfig, IReadOnlyList<double>>? layerRecall = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
@@ -202,6 +207,13 @@ public static class FidelityBenchmark
         configs.AddRange(settings.Methods.Distinct().SelectMany(m => settings.Budgets.Select(b => (m, (double?)b, ConfigFor(m, b, settings)))));
 
         var source = ModelFiles.Load(modelPath);
+        if (layerRecall is null && settings.RecallQueries > 0)
+        {
+            log.WriteLine($"bench fidelity: capturing the queries, keys and values of a {settings.Context}-token window for recall");
+            var captured = ActivationCapture.Run(source.Proto, [windows[0].Select(t => (long)t).ToArray()], withValues: true);
+            var session = new SessionConfig { Device = settings.Device, IntraOpThreads = settings.Threads };
+            layerRecall = config => LayerRecall.Measure(source.Proto, captured, config, calibration, new RecallOptions(settings.RecallQueries, session));
+        }
         var batches = Batches(windows, settings.Batch).Count + settings.NeedleLengths.Sum(l => Batches(needles.Where(n => n.Length == l).ToList(), settings.Batch).Count);
         var progress = new ProgressBar(log, "bench fidelity", configs.Count * batches);
         var done = 0;
