@@ -8,7 +8,7 @@ docs/ops.md ("Methods", "Selection rules shared by the sparse methods").
 CHECKPOINT is train_code_model.py's checkpoint.pt (the weights the export holds; rounded to float16 as shipped), TOKENS_FILE a
 held-out token id file (its first --length ids are used). OUT_DIR gets cases.json and, per method, test_data_set_0 with
 input_0.pb (input_ids [1, N]) and output_0.pb (logits [1, K, V] at the last K positions). The first N - K tokens are
-prefilled (dense: decode methods leave prefill exact), each of the last K tokens is one decode step with the method.
+prefilled (exact, but hash attends its buckets there), each of the last K tokens is one decode step with the method.
 Dense is also checked against transformers' own LlamaForCausalLM (the export's source) before anything is written.
 """
 import argparse
@@ -77,14 +77,15 @@ class Selection:
     def data(self, name):
         return self.calibration[f"layers.{self.layer}.{name}"]
 
-    def keys(self, g, heads, q_post, k_post, q_pre, k_pre, scale):
-        """Positions attended by KV head g for queries q_* [G, D] (its group's heads) over keys k_* [n, D]."""
+    def keys(self, g, heads, q_post, k_post, q_pre, k_pre, scale, prefill=False):
+        """Positions attended by KV head g for queries q_* [G, D] (its group's heads) over keys k_* [n, D]: a decode
+        step's, or a prefill row's (exact, but for hash: every middle key sharing a bucket, no budget)."""
         n = k_post.shape[0]
-        if self.method == "dense" or n < DENSE_BELOW:
+        if self.method == "dense" or n < DENSE_BELOW or (prefill and self.method != "hash"):
             return list(range(n))
         middle = list(range(SINK, max(SINK, n - WINDOW)))
         kept = set(range(min(SINK, n))) | set(range(max(0, n - WINDOW), n))
-        k = min(math.ceil(BUDGET * n), len(middle))
+        k = len(middle) if prefill else min(math.ceil(BUDGET * n), len(middle))
         picked = getattr(self, self.method)(g, heads, q_post, k_post, q_pre, k_pre, scale, middle, k)
         return sorted(kept | set(picked))
 
@@ -195,11 +196,8 @@ class Reference:
             for t in range(n):
                 for g in range(kv_heads):
                     group_heads = list(range(g * group, (g + 1) * group))
-                    if t < n - decode:
-                        keys = list(range(t + 1))
-                    else:
-                        keys = selection.keys(g, group_heads, q_post[group_heads, t], k_post[g, :t + 1], q_pre[group_heads, t],
-                                              k_pre[g, :t + 1], scale)
+                    keys = selection.keys(g, group_heads, q_post[group_heads, t], k_post[g, :t + 1], q_pre[group_heads, t],
+                                          k_pre[g, :t + 1], scale, prefill=t < n - decode)
                     index = torch.tensor(keys)
                     scores = scale * q_post[group_heads, t] @ k_post[g, index].T
                     out[group_heads, t] = torch.softmax(scores, -1) @ v[g, index]

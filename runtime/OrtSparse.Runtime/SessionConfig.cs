@@ -24,6 +24,13 @@ public sealed record SessionConfig
     /// </summary>
     public string? CudaProviderPath { get; init; }
 
+    /// <summary>
+    /// Let the CUDA provider run float32 MatMuls on TF32 tensor cores (ONNX Runtime's <c>use_tf32</c>; its own default is on).
+    /// Default: off, so a float32 model computes in float32 on the GPU as on the CPU (PyTorch's default too); TF32 rounds
+    /// operands to 10 mantissa bits, about 1e-3 relative error per product. Float16 and bfloat16 models are unaffected.
+    /// </summary>
+    public bool AllowTf32 { get; init; }
+
     /// <summary>ONNX Runtime's graph optimisation level. Default: all optimisations.</summary>
     public Microsoft.ML.OnnxRuntime.GraphOptimizationLevel OptimizationLevel { get; init; } =
         Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL;

@@ -163,5 +163,6 @@ public static class SessionFactory
     }
 
     private static void AppendCuda(SessionOptions options, SessionConfig config) =>
-        options.AppendExecutionProvider(OrtEnv.Instance(), new[] { GetCudaDevice(config) }, new Dictionary<string, string>());
+        options.AppendExecutionProvider(OrtEnv.Instance(), new[] { GetCudaDevice(config) },
+            new Dictionary<string, string> { ["use_tf32"] = config.AllowTf32 ? "1" : "0" });
 }

@@ -116,6 +116,22 @@ public sealed class FidelityBenchTests : IDisposable
         Assert.Equal(1.0, dense.Top1Agreement);
     }
 
+    /// <summary>
+    /// --dense-layers keeps the first layers dense: with all 4 of the code model's layers dense, streaming at a tiny
+    /// window scores exactly as dense and recalls everything; with none, the same config does not.
+    /// </summary>
+    [Fact]
+    public void DenseLayersAreDense()
+    {
+        var settings = Settings("streaming") with { Budgets = [1.0 / 64], Parameters = new Dictionary<string, double> { ["dense_below"] = 0, ["window"] = 4 } };
+        var allDense = Run(settings with { DenseLayers = 4 });
+        Assert.Equal(Math.Log(allDense.Rows[0].Perplexity), Math.Log(allDense.Rows[1].Perplexity), 1e-6);
+        Assert.All(allDense.Rows[1].LayerRecall!, recall => Assert.Equal(1.0, recall));
+        var sparse = Run(settings);
+        Assert.NotEqual(sparse.Rows[0].Perplexity, sparse.Rows[1].Perplexity);
+        Assert.True(sparse.Rows[1].LayerRecall!.Min() < 1, "streaming with a 4-token window misses attention mass");
+    }
+
     /// <summary>A layer-recall measure is asked once per sparse config, with the config the model was patched with; its values are reported.</summary>
     [Fact]
     public void ALayerRecallMeasureIsAskedPerConfigAndReportedPerLayer()

@@ -10,7 +10,7 @@ internal static class BenchFidelityCommand
         usage: ortsparse bench fidelity MODEL_DIR --text PATH... [--context 8192] [--ppl-windows 8] [--ppl-tokens 512] [--batch 8]
                                         [--needle-lengths 2048,4096,8192,16384] [--needle-depths 10,30,50,70,90] [--needle-trials 4]
                                         [--methods topk,streaming,quest,loki,saap,hash] [--budgets 1/4,1/8,1/16,1/32,1/64]
-                                        [--calibration CALIB] [--PARAMETER value ...] [--recall-queries 32]
+                                        [--calibration CALIB] [--PARAMETER value ...] [--dense-layers 0] [--recall-queries 32]
                                         [--device cpu|cuda] [--threads 0] [--prefill-chunk 2048] [--seed 0] [--out DIR]
 
         How much of a model's quality each sparse method keeps at each budget. MODEL_DIR holds an
@@ -36,6 +36,8 @@ internal static class BenchFidelityCommand
           recall               per layer, the exact softmax mass of the keys the method's decode steps select
                                for the last --recall-queries positions of the first window (its queries,
                                keys and values captured from the unpatched model; 0 leaves recall out)
+          --dense-layers N     keep the first N layers dense in every sparse config (as Quest keeps its
+                               first two); they read their whole cache
           --methods            decode methods: topk, streaming, quest, loki, saap, hash (dense always runs
                                first); loki and saap need --calibration (default MODEL_DIR/calibration.onnx
                                when present)
@@ -57,7 +59,7 @@ internal static class BenchFidelityCommand
     {
         var line = CommandLine.Parse(args,
             ["--text", "--context", "--ppl-windows", "--ppl-tokens", "--batch", "--needle-lengths", "--needle-depths", "--needle-trials", "--methods", "--budgets",
-             "--calibration", "--recall-queries", "--device", "--threads", "--prefill-chunk", "--seed", "--out", .. MethodParameterOptions],
+             "--calibration", "--dense-layers", "--recall-queries", "--device", "--threads", "--prefill-chunk", "--seed", "--out", .. MethodParameterOptions],
             ["--help", "-h"]);
         if (line.Flag("--help") || line.Flag("-h"))
         {
@@ -99,6 +101,7 @@ internal static class BenchFidelityCommand
             Parameters = MethodOptions.SharedParameters(line),
             RecallQueries = line.Int("--recall-queries", 32, min: 0),
             PrefillChunkTokens = line.Int("--prefill-chunk", 2048, min: 1),
+            DenseLayers = line.Int("--dense-layers", 0, min: 0),
             Seed = line.Int("--seed", 0),
         };
         try

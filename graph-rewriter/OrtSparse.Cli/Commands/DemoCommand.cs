@@ -96,18 +96,21 @@ internal static class DemoCommand
         return first < 0 && dense.Count == sparse.Count ? agreement + " (identical)" : agreement + $" (first difference at token {(first < 0 ? length : first)})";
     }
 
-    /// <summary>A file of this repository, found above the program's folder.</summary>
+    /// <summary>A file of this repository, found above the program's folder or the current directory (a published CLI).</summary>
     private static string RepositoryFile(string relative)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
         {
-            var candidate = Path.Combine(dir.FullName, relative);
-            if (File.Exists(candidate))
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                return candidate;
+                var candidate = Path.Combine(dir.FullName, relative);
+                if (File.Exists(candidate))
+                {
+                    return candidate;
+                }
             }
         }
-        throw new UsageException($"demo: {relative} not found above the program's folder; give MODEL.onnx and --prompt");
+        throw new UsageException($"demo: {relative} not found above the program's folder or the current directory; give MODEL.onnx and --prompt");
     }
 
     private static string DefaultPrompt()

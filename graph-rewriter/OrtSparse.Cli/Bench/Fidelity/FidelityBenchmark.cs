@@ -57,6 +57,9 @@ public sealed record FidelitySettings
     /// <summary>Other method parameters (sink, window, dense_below, page_size, ...), given to every method that takes them.</summary>
     public IReadOnlyDictionary<string, double> Parameters { get; init; } = new Dictionary<string, double>();
 
+    /// <summary>The first layers kept dense in every sparse config (Quest keeps its model's first two dense); their recall is 1.</summary>
+    public int DenseLayers { get; init; }
+
     /// <summary>Seed of the needle haystacks and secrets.</summary>
     public int Seed { get; init; }
 
@@ -78,6 +81,7 @@ public sealed record FidelitySettings
         Require(Context >= PerplexityTokens + 2, $"context ({Context}) must exceed ppl tokens ({PerplexityTokens}) by at least 2: the prompt needs 2 tokens");
         Require(PerplexityWindows >= 1, $"ppl windows ({PerplexityWindows}) must be at least 1");
         Require(Batch >= 1, $"batch ({Batch}) must be at least 1");
+        Require(DenseLayers >= 0, $"dense layers ({DenseLayers}) must not be negative");
         Require(NeedleTrials >= 1, $"needle trials ({NeedleTrials}) must be at least 1");
         Require(NeedleLengths.All(l => l > 0), $"needle lengths ({string.Join(",", NeedleLengths)}) must be positive");
         Require(NeedleDepths.Count > 0 || NeedleLengths.Count == 0, "needle depths are needed with needle lengths");
@@ -227,7 +231,14 @@ public static class FidelityBenchmark
                 var label = budget is { } b ? $"{method} at {FormatBudget(b)}" : method;
                 progress.Report(done, $"{label}: patching");
                 var folder = Path.Combine(work, rows.Count.ToString(CultureInfo.InvariantCulture));
-                var result = ModelPatcher.Patch(source.Proto, new PatchOptions { Method = config, AddCache = true, MaxLength = maxLength, Calibration = calibration });
+                var result = ModelPatcher.Patch(source.Proto, new PatchOptions
+                {
+                    Method = config,
+                    LayerMethods = settings.DenseLayers > 0 && method != "dense" ? [new LayerMethod(new LayerRange(0, settings.DenseLayers - 1), new MethodConfig())] : [],
+                    AddCache = true,
+                    MaxLength = maxLength,
+                    Calibration = calibration,
+                });
                 ModelFiles.SavePatched(source, result, Path.Combine(folder, "model.onnx"), verify: null);
                 using (var model = Model.Load(folder, new ModelOptions
                 {
@@ -257,7 +268,8 @@ public static class FidelityBenchmark
                     rows.Add(new FidelityRow(method, budget, config, perplexity, Agreement(argmax, denseArgmax),
                         needles.Select((n, i) => (n, i)).GroupBy(p => p.n.Length).ToDictionary(g => g.Key, g => g.Average(p => found[p.i] ? 1.0 : 0.0)),
                         needles.Select((n, i) => (n, i)).GroupBy(p => (p.n.Length, p.n.DepthPercent)).ToDictionary(g => g.Key, g => g.Average(p => found[p.i] ? 1.0 : 0.0)),
-                        method == "dense" ? null : layerRecall?.Invoke(config)));
+                        method == "dense" ? null : layerRecall?.Invoke(config) is { } recall
+                            ? [.. recall.Select((r, layer) => layer < settings.DenseLayers ? 1.0 : r)] : null));
                 }
                 Directory.Delete(folder, recursive: true);
             }

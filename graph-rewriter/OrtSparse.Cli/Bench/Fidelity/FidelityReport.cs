@@ -67,6 +67,10 @@ public static class FidelityReport
             var window = FidelityBenchmark.StreamingWindow(0, s.Context, s.Parameters);
             yield return $"streaming ignores the budget: at budget b it runs with window {window} + ceil(b * {s.Context}), as many keys as the others read at the trained context";
         }
+        if (s.DenseLayers > 0)
+        {
+            yield return $"layers 0 to {s.DenseLayers - 1} are dense in every sparse config: they read their whole cache, so a config reads more than its budget";
+        }
         if (s.Methods.Contains("hash"))
         {
             yield return "hash's prefill is its own bucketed attention (docs/ops.md), not exact: its rows include that error";
