@@ -3,15 +3,34 @@ using OrtSparse.Cli;
 
 namespace OrtSparse.GraphRewriter.Tests;
 
-/// <summary>`ortsparse demo` on the tiny Llama: dense and a sparse method side by side.</summary>
+/// <summary>`ortsparse demo` on the shipped code model: dense and a sparse method side by side.</summary>
 public sealed class DemoCommandTests : IDisposable
 {
     private readonly string _work = Directory.CreateTempSubdirectory("ortsparse-demo-").FullName;
 
     public void Dispose() => Directory.Delete(_work, recursive: true);
 
+    /// <summary>The demo on the shipped model, named by its path: a published test run's folder is not under the repository.</summary>
     private (int Code, string Out, string Err) Demo(params string[] args) =>
-        CliTests.Cli(["demo", "--work", _work, "--threads", "1", "--max-new", "16", "--device", TestDevice.IsCuda ? "cuda" : "cpu", .. args]);
+        CliTests.Cli(["demo", CodeModel.PathOf(CodeModel.ModelFile), "--work", _work, "--threads", "1", "--max-new", "16",
+            "--device", TestDevice.IsCuda ? "cuda" : "cpu", .. args]);
+
+    /// <summary>
+    /// With no method or prompt: quest on the training script up to its main function (thousands of tokens), so a decode
+    /// step reads a fraction of the cache.
+    /// </summary>
+    [Fact]
+    public void TheDefaultIsQuestOnALongPrompt()
+    {
+        var (code, output, error) = Demo();
+        Assert.True(code == CliApp.Ok, error);
+        Assert.Contains("== quest", output);
+        var prompt = Regex.Match(output, @"prompt (\d+) tokens");
+        Assert.True(prompt.Success && int.Parse(prompt.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 4000, output);
+        var read = Regex.Match(output, @"KV cache read per step\s+100\.0%\s+([\d.]+)%");
+        Assert.True(read.Success, output);
+        Assert.InRange(double.Parse(read.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 5, 25);
+    }
 
     /// <summary>topk with the whole cache in its budget selects every key: the two runs agree on every token.</summary>
     [Fact]

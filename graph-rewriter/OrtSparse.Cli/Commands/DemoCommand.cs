@@ -52,14 +52,14 @@ internal static class DemoCommand
         {
             throw new UsageException("demo takes at most one MODEL.onnx");
         }
-        var source = line.Positional.Count == 1 ? line.Positional[0] : RepositoryFile("models/code-model/model.onnx");
-        var prompt = line.Option("--prompt") ?? (line.Option("--prompt-file") is { } file ? File.ReadAllText(file) : DefaultPrompt());
         var method = new MethodConfig { Method = line.Option("--method") ?? DefaultMethod, Parameters = MethodOptions.SharedParameters(line) };
         _ = MethodCatalog.Get(method.Method); // an unknown method fails here, before any patching
         if (method.Method == "dense")
         {
             throw new UsageException("demo compares dense with a sparse --method; dense would be compared with itself");
         }
+        var source = line.Positional.Count == 1 ? line.Positional[0] : RepositoryFile("models/code-model/model.onnx");
+        var prompt = line.Option("--prompt") ?? (line.Option("--prompt-file") is { } file ? File.ReadAllText(file) : DefaultPrompt(source));
         var work = line.Option("--work") ?? Path.Combine("out", "demo");
         var dense = Patch(source, new MethodConfig { Method = "dense" }, Path.Combine(work, "dense"), stderr);
         var sparse = Patch(source, method, Path.Combine(work, Label(method)), stderr);
@@ -96,10 +96,10 @@ internal static class DemoCommand
         return first < 0 && dense.Count == sparse.Count ? agreement + " (identical)" : agreement + $" (first difference at token {(first < 0 ? length : first)})";
     }
 
-    /// <summary>A file of this repository, found above the program's folder or the current directory (a published CLI).</summary>
-    private static string RepositoryFile(string relative)
+    /// <summary>A file of this repository, found above the program's folder, the current directory (a published CLI) or <paramref name="near"/>.</summary>
+    private static string RepositoryFile(string relative, string? near = null)
     {
-        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory(), near is null ? null : Path.GetDirectoryName(Path.GetFullPath(near)) }.OfType<string>())
         {
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
@@ -113,9 +113,9 @@ internal static class DemoCommand
         throw new UsageException($"demo: {relative} not found above the program's folder or the current directory; give MODEL.onnx and --prompt");
     }
 
-    private static string DefaultPrompt()
+    private static string DefaultPrompt(string model)
     {
-        var text = File.ReadAllText(RepositoryFile(DefaultPromptFile));
+        var text = File.ReadAllText(RepositoryFile(DefaultPromptFile, model));
         var end = text.IndexOf(DefaultPromptEnd, StringComparison.Ordinal);
         return end < 0 ? text : text[..(end + DefaultPromptEnd.Length)];
     }
