@@ -16,15 +16,15 @@ public sealed class DemoCommandTests : IDisposable
             "--device", TestDevice.IsCuda ? "cuda" : "cpu", .. args]);
 
     /// <summary>
-    /// With no method or prompt: quest on the training script up to its main function (thousands of tokens), so a decode
+    /// With no method or prompt: loki (with the calibration beside the model) on the training script up to its main function (thousands of tokens), so a decode
     /// step reads a fraction of the cache.
     /// </summary>
     [Fact]
-    public void TheDefaultIsQuestOnALongPrompt()
+    public void TheDefaultIsLokiOnALongPrompt()
     {
         var (code, output, error) = Demo();
         Assert.True(code == CliApp.Ok, error);
-        Assert.Contains("== quest", output);
+        Assert.Contains("== loki", output);
         var prompt = Regex.Match(output, @"prompt (\d+) tokens");
         Assert.True(prompt.Success && int.Parse(prompt.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 4000, output);
         var read = Regex.Match(output, @"KV cache read per step\s+100\.0%\s+([\d.]+)%");
