@@ -48,7 +48,7 @@ internal static class CodeModel
     {
         int batch = tokens.Length, length = tokens[0].Length;
         using var options = new SessionOptions { IntraOpNumThreads = 2 };
-        using var session = new InferenceSession(PathOf(ModelFile), options);
+        using var session = OrtSparse.Runtime.SessionFactory.CreateSession(PathOf(ModelFile), options);
         using var ids = OrtValue.CreateTensorValueFromMemory(tokens.SelectMany(t => t).ToArray(), [batch, length]);
         using var runOptions = new RunOptions();
         using var outputs = session.Run(runOptions, ["input_ids"], [ids], ["logits"]);

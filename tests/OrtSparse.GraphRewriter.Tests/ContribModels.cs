@@ -73,7 +73,7 @@ internal static class ContribModels
         {
             return TestDevice.SkipDocumentedCudaGaps(() =>
             {
-                using var session = new InferenceSession(model.ToByteArray(), options);
+                using var session = OrtSparse.Runtime.SessionFactory.CreateSession(model.ToByteArray(), options);
                 using var runOptions = new RunOptions();
                 using var outputs = session.Run(runOptions, used.Select(f => f.Name).ToArray(), values, session.OutputNames);
                 return session.OutputNames.Zip(outputs).ToDictionary(

@@ -171,7 +171,7 @@ public sealed class CorpusTests
     private static long[] Generate(PatchResult result, long[] prompt, int count)
     {
         using var options = OrtSparse.Runtime.SessionFactory.CreateOptions(new OrtSparse.Runtime.SessionConfig { IntraOpThreads = 2 });
-        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(result.Model), options);
+        using var session = OrtSparse.Runtime.SessionFactory.CreateSession(Google.Protobuf.MessageExtensions.ToByteArray(result.Model), options);
         var caches = result.Layers.SelectMany(l => new[] { (l.Plan.Site.PastKey!, l.Plan.Site.PresentKey!), (l.Plan.Site.PastValue!, l.Plan.Site.PresentValue!) }).ToList();
         var feeds = new Dictionary<string, OrtValue>();
         feeds.AddEmptyCache(result.Model, batch: 1, length: prompt.Length);

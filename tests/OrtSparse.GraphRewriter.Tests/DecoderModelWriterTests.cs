@@ -110,7 +110,8 @@ public sealed class DecoderModelWriterTests : IDisposable
         long[][] prompt = [[5, 9, 17, 33]];
         var expected = DecoderRuns.Step(DecoderModelWriter.Build(Tiny), Tiny, prompt, null, withOrtSparse: false)[DecoderModelWriter.Logits];
         // A session on the file itself, so that ONNX Runtime reads the external data next to it.
-        using var session = new InferenceSession(Path.Combine(external, DecoderModelWriter.ModelFileName));
+        using var options = new SessionOptions();
+        using var session = OrtSparse.Runtime.SessionFactory.CreateSession(Path.Combine(external, DecoderModelWriter.ModelFileName), options);
         var inputs = DecoderRuns.Inputs(Tiny, prompt, null);
         try
         {

@@ -78,7 +78,7 @@ public sealed class FidelityBenchTests : IDisposable
         Assert.Equal("dense", dense.Method);
 
         using var options = new SessionOptions { IntraOpNumThreads = 2 };
-        using var session = new InferenceSession(Path.Combine(CodeModel, "model.onnx"), options);
+        using var session = OrtSparse.Runtime.SessionFactory.CreateSession(Path.Combine(CodeModel, "model.onnx"), options);
         var nll = new List<double>();
         foreach (var window in result.Windows)
         {

@@ -30,7 +30,7 @@ internal static class Sessions
 
     private static Dictionary<string, (long[] Shape, double[] Data)> Run(ModelProto model, IReadOnlyDictionary<string, OrtValue> inputs, SessionOptions options)
     {
-        using var session = new InferenceSession(model.ToByteArray(), options);
+        using var session = SessionFactory.CreateSession(model.ToByteArray(), options);
         var names = session.InputNames.ToArray();
         using var runOptions = new RunOptions();
         using var outputs = session.Run(runOptions, names, names.Select(n => inputs[n]).ToArray(), session.OutputNames);

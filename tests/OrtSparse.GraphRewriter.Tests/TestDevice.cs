@@ -87,7 +87,7 @@ internal static class TestDevice
         {
             using var options = SessionFactory.CreateOptions(new SessionConfig { Device = ExecutionDevice.Cuda });
             options.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1");
-            using var session = new InferenceSession(DecodeStepModel.SparseAttention(step, "dense", [], 0, reportSelection: false).ToByteArray(), options);
+            using var session = SessionFactory.CreateSession(DecodeStepModel.SparseAttention(step, "dense", [], 0, reportSelection: false).ToByteArray(), options);
             return null;
         }
         catch (Exception e) when (e is OnnxRuntimeException or InvalidOperationException or FileNotFoundException)

@@ -11,7 +11,7 @@ internal sealed class FullRecomputation : IDisposable
     private readonly SessionOptions _options = new() { IntraOpNumThreads = 1 };
     private readonly InferenceSession _session;
 
-    public FullRecomputation(string modelPath) => _session = new InferenceSession(modelPath, _options);
+    public FullRecomputation(string modelPath) => _session = SessionFactory.CreateSession(modelPath, _options);
 
     /// <summary>The logits [sequence][position][vocabulary] of equal-length <paramref name="sequences"/>, run as one batch.</summary>
     public float[][][] Logits(IReadOnlyList<IReadOnlyList<int>> sequences)

@@ -64,7 +64,7 @@ public static class ActivationCapture
         var valueHeadDims = new int[sites.Count];
 
         using var options = SessionFactory.CreateOptions(new SessionConfig());
-        using var session = new InferenceSession(captured.ToByteArray(), options);
+        using var session = SessionFactory.CreateSession(captured.ToByteArray(), options);
         var offset = 0;
         for (var s = 0; s < sequences.Count; s++)
         {

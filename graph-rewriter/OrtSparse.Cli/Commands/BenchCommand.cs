@@ -361,7 +361,7 @@ internal static class BenchCommand
         try
         {
             using var options = SessionFactory.CreateOptions(config);
-            session = new InferenceSession(model.ToByteArray(), options);
+            session = SessionFactory.CreateSession(model.ToByteArray(), options);
         }
         catch (OnnxRuntimeException e) when (!required)
         {
@@ -388,7 +388,7 @@ internal static class BenchCommand
         var capacity = benchCase.PastLength + 1;
         var model = InPlaceModel(benchCase, capacity);
         using var options = SessionFactory.CreateOptions(config);
-        using var session = new InferenceSession(model.ToByteArray(), options);
+        using var session = SessionFactory.CreateSession(model.ToByteArray(), options);
         // The shared cache holds the same past as the other rows, plus one free slot for the new token.
         using var keyCache = WithFreeSlot(inputs["past_key"], benchCase, benchCase.HeadDim);
         using var valueCache = WithFreeSlot(inputs["past_value"], benchCase, benchCase.HeadDim);
