@@ -11,6 +11,7 @@ namespace OrtSparse.GraphRewriter.Tests;
 /// Runtime on the unpatched model, methods that keep every key against dense, needle prompt construction, CLI errors
 /// and outputs. Held-out text: this repository's own C# sources.
 /// </summary>
+[Collection(RunsAlone.Name)]
 public sealed class FidelityBenchTests : IDisposable
 {
     private static readonly string CodeModel = Path.Combine(CliTests.RepositoryRoot(), "models", "code-model");

@@ -16,6 +16,7 @@ namespace OrtSparse.GraphRewriter.Tests;
 /// and at least as much as streaming reading as many keys. With ORTSPARSE_TEST_DEVICE=cuda the steps
 /// run on the CUDA provider.
 /// </summary>
+[Collection(RunsAlone.Name)]
 public sealed class LayerRecallTests : IClassFixture<LayerRecallTests.CodeModelCapture>
 {
     private const int Tokens = 1024;
