@@ -108,6 +108,27 @@ internal sealed unsafe class BenchTensor : IDisposable
         return result;
     }
 
+    /// <summary>A tensor filled on the host by <paramref name="fill"/>, then put in <paramref name="device"/>'s memory.</summary>
+    /// <param name="device">Where it lives.</param>
+    /// <param name="type">Float, Float16, BFloat16, Int32 or Bool.</param>
+    /// <param name="shape">The shape.</param>
+    /// <param name="fill">Writes the values; null leaves zeros.</param>
+    public static BenchTensor OnDevice(BenchDevice device, TensorElementType type, long[] shape, Action<BenchTensor>? fill = null)
+    {
+        var tensor = OnHost(type, shape);
+        try
+        {
+            fill?.Invoke(tensor);
+            tensor.MoveTo(device);
+            return tensor;
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>
     /// Puts the tensor in <paramref name="device"/>'s memory and releases the host copy; on the CPU
     /// the host memory already is the device's, and nothing moves.

@@ -55,12 +55,11 @@ internal sealed class StepTensors : IDisposable
         // Each tensor moves to the device as soon as it is filled, so that at most one cache is staged on the host.
         BenchTensor New(TensorElementType elementType, long[] shape, bool onDevice, Action<BenchTensor>? fill = null)
         {
-            var tensor = BenchTensor.OnHost(elementType, shape);
+            var tensor = onDevice ? BenchTensor.OnDevice(device, elementType, shape, fill) : BenchTensor.OnHost(elementType, shape);
             created.Add(tensor);
-            fill?.Invoke(tensor);
-            if (onDevice)
+            if (!onDevice)
             {
-                tensor.MoveTo(device);
+                fill?.Invoke(tensor);
             }
             return tensor;
         }

@@ -115,21 +115,7 @@ internal static class LayerRecall
         using var prefillSession = device.OpenSession(step.Model(reportSelection: false));
         using var decodeSession = device.OpenSession(step.Model(reportSelection: true));
         var elementType = AttentionBenchmark.TensorType(step.ElementType);
-        BenchTensor OnDevice(TensorElementType type, long[] shape, Action<BenchTensor>? fill = null)
-        {
-            var tensor = BenchTensor.OnHost(type, shape);
-            try
-            {
-                fill?.Invoke(tensor);
-                tensor.MoveTo(device);
-                return tensor;
-            }
-            catch
-            {
-                tensor.Dispose();
-                throw;
-            }
-        }
+        BenchTensor OnDevice(TensorElementType type, long[] shape, Action<BenchTensor>? fill = null) => BenchTensor.OnDevice(device, type, shape, fill);
         using var keyCache = OnDevice(elementType, [1, step.KvHeads, length, step.HeadDim]);
         using var valueCache = OnDevice(elementType, [1, step.KvHeads, length, step.ValueHeadDim]);
         // The state of the empty prefix is never read: the op merges into a row only what keys before the step put there.
